@@ -1,0 +1,1 @@
+"""Subcommands of ``kmtpe``; each module defines ``register(subparsers)``."""

@@ -1,0 +1,46 @@
+"""The ``kmtpe`` command line: one subcommand per module in :mod:`optuna_kmtpe._commands`.
+
+Each command module defines ``register(subparsers) -> None``, which adds its parser and sets
+``func`` (``argparse.Namespace -> int``) as the handler. Modules are imported only when the
+command line is built, so ``import optuna_kmtpe`` stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+
+# Subcommand name -> module under optuna_kmtpe._commands. A command whose module is missing
+# (not implemented yet) is not offered.
+_COMMANDS = ("search", "sensitivity", "cost", "bench", "figures")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kmtpe",
+        description="K-means TPE search for mixed-precision quantisation and layer widths.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in _COMMANDS:
+        try:
+            module = importlib.import_module(f"optuna_kmtpe._commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"optuna_kmtpe._commands.{name}":
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
