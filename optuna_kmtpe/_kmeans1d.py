@@ -57,7 +57,7 @@ def kmeans_1d(values: np.ndarray, k: int) -> np.ndarray:
     ``min(k, number of distinct values)``. Values must be finite.
 
     Example:
-        >>> kmeans_1d(np.array([0.0, 10.0, 0.1, 9.9, 5.0]), 3).tolist()
+        >>> kmeans_1d(np.array([0.0, 10.0, 0.1, 9.9, 4.8]), 3).tolist()
         [0, 2, 0, 2, 1]
     """
     values = np.asarray(values, dtype=float)

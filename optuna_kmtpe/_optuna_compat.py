@@ -39,6 +39,7 @@ __all__ = [
     "non_domination_ranks",
     "pruned_trial_score",
     "set_trial_system_attr",
+    "study_identity",
 ]
 
 ParzenEstimator = _ParzenEstimator
@@ -72,6 +73,11 @@ def get_trials(
 ) -> list[FrozenTrial]:
     """Trials in ``states`` without deep copies; ``use_cache`` reuses this trial's snapshot."""
     return study._get_trials(deepcopy=False, states=states, use_cache=use_cache)
+
+
+def study_identity(study: Study) -> tuple[int, int, str]:
+    """A key that tells studies apart, also across in-memory storages (which reuse id 0)."""
+    return (id(study._storage), study._study_id, study.study_name)
 
 
 def set_trial_system_attr(study: Study, trial: FrozenTrial, key: str, value: str) -> None:

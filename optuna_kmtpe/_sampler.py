@@ -132,7 +132,9 @@ class KMeansTPESampler(BaseSampler):
         if k_schedule is not None and not callable(k_schedule):
             raise ValueError(f"`k_schedule` must be a callable or None, but got {k_schedule!r}.")
         if group and multivariate is False:
-            raise ValueError("``group`` option can only be enabled when ``multivariate`` is enabled.")
+            raise ValueError(
+                "``group`` option can only be enabled when ``multivariate`` is enabled."
+            )
         if group:
             warnings.warn(
                 "Argument ``group`` is an experimental feature. The interface can change in the"
@@ -151,7 +153,9 @@ class KMeansTPESampler(BaseSampler):
         self._k_schedule = k_schedule
         self._rng = _optuna_compat.LazyRandomState(seed)
         self._random_sampler = RandomSampler(seed=seed)
-        # Caches of the search space only (rebuilt from storage); no history is kept here.
+        # Incremental caches of the search space, rebuilt from storage whenever the sampler
+        # meets another study (Optuna's caches refuse a second study); no history is kept here.
+        self._search_space_owner: tuple[int, int, str] | None = None
         self._search_space = IntersectionSearchSpace(include_pruned=True)
         self._group_decomposed_search_space = (
             _optuna_compat.GroupDecomposedSearchSpace(True) if group else None
@@ -183,6 +187,14 @@ class KMeansTPESampler(BaseSampler):
     ) -> dict[str, BaseDistribution]:
         if not self._is_multivariate(study):
             return {}
+        owner = _optuna_compat.study_identity(study)
+        if owner != self._search_space_owner:
+            self._search_space_owner = owner
+            self._search_space = IntersectionSearchSpace(include_pruned=True)
+            if self._group:
+                self._group_decomposed_search_space = _optuna_compat.GroupDecomposedSearchSpace(
+                    True
+                )
         if self._group_decomposed_search_space is not None:
             groups = self._group_decomposed_search_space.calculate(study, True).search_spaces
             # Sort keys because Python's string hashing is nondeterministic.

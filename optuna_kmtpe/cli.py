@@ -8,9 +8,9 @@ command line is built, so ``import optuna_kmtpe`` stays light.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 import importlib
 import sys
-from collections.abc import Sequence
 
 
 # Subcommand name -> module under optuna_kmtpe._commands. A command whose module is missing

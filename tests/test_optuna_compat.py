@@ -1,0 +1,101 @@
+"""Each private Optuna symbol the package relies on, exercised as the sampler uses it.
+
+If these fail on a new Optuna release, repair optuna_kmtpe/_optuna_compat.py (or pin Optuna).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.distributions import FloatDistribution
+from optuna.distributions import IntDistribution
+from optuna.trial import TrialState
+
+from optuna_kmtpe import _optuna_compat
+
+
+def test_parzen_estimator_samples_inside_a_mixed_space_and_scores_them() -> None:
+    space = {
+        "lr": FloatDistribution(1e-5, 1e-1, log=True),
+        "layers": IntDistribution(1, 9, step=2),
+        "act": CategoricalDistribution(["relu", "gelu", "tanh"]),
+    }
+    observations = {
+        "lr": np.array([1e-3, 2e-3, 5e-2]),
+        "layers": np.array([3.0, 5.0, 9.0]),
+        "act": np.array([0.0, 0.0, 2.0]),
+    }
+    mpe = _optuna_compat.build_parzen_estimator(observations, space)
+    samples = mpe.sample(np.random.RandomState(0), 200)
+    assert set(samples) == set(space)
+    assert np.all((samples["lr"] >= 1e-5) & (samples["lr"] <= 1e-1))
+    assert set(np.unique(samples["layers"])) <= {1.0, 3.0, 5.0, 7.0, 9.0}
+    assert set(np.unique(samples["act"])) <= {0.0, 1.0, 2.0}
+    log_pdf = mpe.log_pdf(samples)
+    assert log_pdf.shape == (200,) and np.all(np.isfinite(log_pdf))
+    # The observed region is denser than the far end of the range.
+    near = {"lr": np.array([1.5e-3]), "layers": np.array([3.0]), "act": np.array([0.0])}
+    far = {"lr": np.array([1e-5]), "layers": np.array([1.0]), "act": np.array([1.0])}
+    assert mpe.log_pdf(near)[0] > mpe.log_pdf(far)[0]
+
+
+def test_parzen_estimator_without_observations_is_the_prior() -> None:
+    space = {"x": FloatDistribution(0.0, 1.0)}
+    mpe = _optuna_compat.build_parzen_estimator({"x": np.array([])}, space)
+    assert mpe.sample(np.random.RandomState(0), 5)["x"].shape == (5,)
+
+
+def test_lazy_random_state_is_seeded() -> None:
+    a = _optuna_compat.LazyRandomState(3).rng.rand()
+    assert a == _optuna_compat.LazyRandomState(3).rng.rand()
+
+
+def _study_with_trials() -> optuna.Study:
+    study = optuna.create_study()
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    trial.report(0.5, step=2)
+    study.tell(trial, state=TrialState.PRUNED)
+    return study
+
+
+def test_trial_access_and_system_attrs() -> None:
+    study = _study_with_trials()
+    trials = _optuna_compat.get_trials(study, (TrialState.COMPLETE,), use_cache=False)
+    assert len(trials) == 3
+    running = study.ask()
+    frozen = study._storage.get_trial(running._trial_id)
+    _optuna_compat.set_trial_system_attr(study, frozen, "kmtpe:test", "value")
+    assert study._storage.get_trial_system_attrs(running._trial_id)["kmtpe:test"] == "value"
+
+
+def test_study_identity_tells_in_memory_studies_apart() -> None:
+    a, b = optuna.create_study(), optuna.create_study()
+    assert _optuna_compat.study_identity(a) != _optuna_compat.study_identity(b)
+    assert _optuna_compat.study_identity(a) == _optuna_compat.study_identity(a)
+
+
+def test_pruned_trial_score_prefers_later_steps() -> None:
+    study = _study_with_trials()
+    pruned = study.get_trials(states=(TrialState.PRUNED,))[0]
+    assert _optuna_compat.pruned_trial_score(pruned, study) == (-2, 0.5)
+
+
+def test_non_domination_ranks() -> None:
+    ranks = _optuna_compat.non_domination_ranks(np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]))
+    assert ranks.tolist() == [0, 0, 1]
+
+
+def test_group_decomposed_search_space() -> None:
+    study = optuna.create_study()
+
+    def objective(trial: optuna.Trial) -> float:
+        if trial.suggest_categorical("branch", ["a", "b"]) == "a":
+            return trial.suggest_float("a", 0, 1)
+        return trial.suggest_float("b", 0, 1)
+
+    study.optimize(objective, n_trials=10)
+    groups = _optuna_compat.GroupDecomposedSearchSpace(True).calculate(study).search_spaces
+    assert {frozenset(g) for g in groups} >= {frozenset({"branch"})}

@@ -1,0 +1,159 @@
+"""Which trials feed l(x) and g(x): the part of k-means TPE that differs from TPE."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+from optuna.distributions import FloatDistribution
+from optuna.samplers._tpe.sampler import _split_trials as tpe_split_trials
+from optuna.trial import create_trial
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+import pytest
+
+from optuna_kmtpe._split import split_trials_kmeans
+
+
+_DIST = {"x": FloatDistribution(0.0, 1.0)}
+
+
+def _trials(
+    values: list[float | None],
+    states: list[TrialState] | None = None,
+    constraints: dict[int, float] | None = None,
+    intermediate: dict[int, dict[int, float]] | None = None,
+) -> list[FrozenTrial]:
+    trials = []
+    for number, value in enumerate(values):
+        state = states[number] if states else TrialState.COMPLETE
+        system_attrs = {}
+        if constraints and number in constraints:
+            system_attrs["constraints:c"] = constraints[number]
+        trial = create_trial(
+            state=state,
+            value=value if state == TrialState.COMPLETE else None,
+            params={"x": 0.5},
+            distributions=_DIST,
+            system_attrs=system_attrs,
+            intermediate_values=(intermediate or {}).get(number, {}),
+        )
+        trial.number = number
+        trials.append(trial)
+    return trials
+
+
+def _numbers(trials: list[FrozenTrial]) -> list[int]:
+    return [t.number for t in trials]
+
+
+# Three well separated groups: {0, 1, 2} low, {3, 4, 5} middle, {6, 7} high.
+_VALUES: list[float | None] = [1.0, 1.1, 1.2, 50.0, 51.0, 52.0, 100.0, 101.0]
+
+
+def test_minimize_best_cluster_in_l_worst_in_g_middle_ignored() -> None:
+    study = optuna.create_study(direction="minimize")
+    below, above = split_trials_kmeans(study, _trials(_VALUES), k=3)
+    assert _numbers(below) == [0, 1, 2]
+    assert _numbers(above) == [6, 7]
+    # Optuna's TPE on the same values: below is the top 10% (one trial), above all the rest.
+    tpe_below, tpe_above = tpe_split_trials(study, _trials(_VALUES), 1)
+    assert _numbers(tpe_below) == [0]
+    assert _numbers(tpe_above) == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_maximize_reverses_the_roles() -> None:
+    study = optuna.create_study(direction="maximize")
+    below, above = split_trials_kmeans(study, _trials(_VALUES), k=3)
+    assert _numbers(below) == [6, 7]
+    assert _numbers(above) == [0, 1, 2]
+
+
+def test_larger_k_tightens_both_thresholds() -> None:
+    study = optuna.create_study(direction="minimize")
+    below, above = split_trials_kmeans(study, _trials(_VALUES), k=8)
+    assert _numbers(below) == [0]
+    assert _numbers(above) == [7]
+
+
+def test_running_pruned_and_infeasible_trials_go_to_g() -> None:
+    values: list[float | None] = [*_VALUES, None, None, 0.5]
+    states = [TrialState.COMPLETE] * 8 + [TrialState.RUNNING, TrialState.PRUNED]
+    states.append(TrialState.COMPLETE)
+    # Trial 10 has the best value but violates its constraint: it must never enter l.
+    trials = _trials(values, states, constraints={10: 0.3, 0: -1.0})
+    study = optuna.create_study(direction="minimize")
+    below, above = split_trials_kmeans(study, trials, k=3)
+    assert _numbers(below) == [0, 1, 2]
+    assert _numbers(above) == [6, 7, 8, 9, 10]
+
+
+def test_only_pruned_trials_l_gets_the_best_pruned_one() -> None:
+    states = [TrialState.PRUNED] * 3
+    # Pruned later is better; then the better last intermediate value.
+    intermediate = {0: {1: 0.2}, 1: {3: 0.9}, 2: {3: 0.4}}
+    trials = _trials([None] * 3, states, intermediate=intermediate)
+    study = optuna.create_study(direction="minimize")
+    below, above = split_trials_kmeans(study, trials, k=3)
+    assert _numbers(below) == [2]
+    assert _numbers(above) == [0, 1]
+
+
+def test_only_infeasible_trials_l_is_empty() -> None:
+    trials = _trials([1.0, 2.0], constraints={0: 1.0, 1: 2.0})
+    below, above = split_trials_kmeans(optuna.create_study(), trials, k=3)
+    assert below == []
+    assert _numbers(above) == [0, 1]
+
+
+def test_all_values_equal_form_one_best_cluster() -> None:
+    trials = _trials([0.7] * 5 + [None], [TrialState.COMPLETE] * 5 + [TrialState.PRUNED])
+    below, above = split_trials_kmeans(optuna.create_study(), trials, k=4)
+    assert _numbers(below) == [0, 1, 2, 3, 4]
+    assert _numbers(above) == [5]
+
+
+def test_fewer_distinct_values_than_k() -> None:
+    below, above = split_trials_kmeans(optuna.create_study(), _trials([1.0, 2.0, 1.0, 2.0]), 5)
+    assert _numbers(below) == [0, 2]
+    assert _numbers(above) == [1, 3]
+
+
+def test_one_trial() -> None:
+    below, above = split_trials_kmeans(optuna.create_study(), _trials([3.0]), k=4)
+    assert _numbers(below) == [0]
+    assert above == []
+
+
+def test_infinite_values_bypass_the_clustering() -> None:
+    values: list[float | None] = [math.inf, 1.0, 1.1, 9.0, 9.1, -math.inf, 5.0]
+    below, above = split_trials_kmeans(optuna.create_study(), _trials(values), k=3)
+    # Without the infinities the clusters are {1, 1.1}, {5}, {9, 9.1}.
+    assert _numbers(below) == [1, 2, 5]
+    assert _numbers(above) == [0, 3, 4]
+
+
+def test_ties_never_straddle_the_threshold() -> None:
+    # Four trials share the best value: TPE's top 10% would take one of them, k-means all.
+    values: list[float | None] = [0.9, 0.9, 0.9, 0.9, 0.5, 0.5, 0.1, 0.1, 0.1, 0.1]
+    below, above = split_trials_kmeans(
+        optuna.create_study(direction="maximize"), _trials(values), k=3
+    )
+    assert _numbers(below) == [0, 1, 2, 3]
+    assert _numbers(above) == [6, 7, 8, 9]
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_multi_objective_clusters_non_domination_ranks(direction: str) -> None:
+    sign = 1.0 if direction == "minimize" else -1.0
+    points = [(0.0, 1.0), (1.0, 0.0), (0.5, 0.5), (1.0, 1.0), (1.1, 0.9), (3.0, 3.0)]
+    trials = []
+    for number, (a, b) in enumerate(points):
+        trial = create_trial(values=[sign * a, sign * b], params={"x": 0.5}, distributions=_DIST)
+        trial.number = number
+        trials.append(trial)
+    study = optuna.create_study(directions=[direction, direction])
+    # Ranks: 0, 0, 0, 1, 1, 2 -> with k = 3 the clusters are {0}, {1}, {2}.
+    below, above = split_trials_kmeans(study, trials, k=3)
+    assert _numbers(below) == [0, 1, 2]
+    assert _numbers(above) == [5]
