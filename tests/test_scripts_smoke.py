@@ -1,0 +1,42 @@
+"""Smoke runs of the example and benchmark scripts with tiny budgets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import pytest
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_quickstart_example() -> None:
+    out = _run("examples/quickstart.py")
+    assert "KMeansTPESampler: best score" in out and "TPESampler: best score" in out
+
+
+def test_sampler_overhead_benchmark() -> None:
+    out = _run("benchmarks/bench_sampler_overhead.py", "--sizes", "15", "--repeats", "2")
+    assert "KMeansTPESampler / TPESampler" in out
+
+
+@pytest.mark.parametrize("task", ["mixed-precision", "terraced-rosenbrock"])
+def test_flat_convergence_benchmark(task: str) -> None:
+    out = _run(
+        "benchmarks/convergence_flat.py",
+        *("--seeds", "2", "--trials", "12", "--startup", "5", "--checkpoints", "5,12"),
+        *("--tasks", task, "--workers", "1"),
+    )
+    assert f"('{task}', 12)" in out
