@@ -1,0 +1,1 @@
+"""Benchmark suite behind ``kmtpe bench``: tasks, samplers, the resumable runner, statistics."""

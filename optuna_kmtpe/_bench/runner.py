@@ -1,0 +1,193 @@
+"""Run (task, sampler, seed) studies and keep their trials in a resumable CSV.
+
+Layout of a results folder::
+
+    manifest.json   {"format": "kmtpe-bench/1"}: refuses folders from other formats
+    trials.csv      one row per trial: task, sampler, seed, trial, state, value,
+                    best_so_far, sampler_seconds
+
+A study's rows are appended only once the study has finished, and the file is rewritten
+atomically on resume, so a killed run loses at most the studies that were in flight; running
+the same command again skips every study already in the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Iterable
+from concurrent.futures import as_completed
+from concurrent.futures import ProcessPoolExecutor
+import itertools
+import json
+import math
+import os
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from tqdm.auto import tqdm
+
+from optuna_kmtpe._bench.samplers import make_sampler
+from optuna_kmtpe._bench.samplers import TimedSampler
+from optuna_kmtpe._bench.tasks import get_task
+
+
+FORMAT = "kmtpe-bench/1"
+COLUMNS = ["task", "sampler", "seed", "trial", "state", "value", "best_so_far", "sampler_seconds"]
+TRIALS_FILE = "trials.csv"
+MANIFEST_FILE = "manifest.json"
+
+Unit = tuple[str, str, int]
+
+
+def run_study(
+    task_name: str, sampler_name: str, seed: int, n_trials: int, n_startup_trials: int
+) -> list[dict[str, object]]:
+    """One study of ``n_trials`` trials; returns its CSV rows."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    task = get_task(task_name)
+    sampler = TimedSampler(make_sampler(sampler_name, seed, n_startup_trials))
+    study = optuna.create_study(direction=task.direction, sampler=sampler)
+    # A failing evaluation is a FAIL trial in the table, not the end of the benchmark.
+    study.optimize(task.make_objective(), n_trials=n_trials, catch=(Exception,))
+
+    sign = 1.0 if task.direction == "maximize" else -1.0
+    best = -math.inf
+    rows: list[dict[str, object]] = []
+    for trial in study.trials:
+        value = trial.value if trial.state == optuna.trial.TrialState.COMPLETE else math.nan
+        if value is not None and not math.isnan(value):
+            best = max(best, sign * value)
+        rows.append(
+            {
+                "task": task_name,
+                "sampler": sampler_name,
+                "seed": seed,
+                "trial": trial.number + 1,
+                "state": trial.state.name,
+                "value": value,
+                "best_so_far": sign * best if best > -math.inf else math.nan,
+                "sampler_seconds": sampler.seconds.get(trial.number, 0.0),
+            }
+        )
+    return rows
+
+
+def open_results(out: Path) -> pd.DataFrame:
+    """The trials already in ``out`` (an empty frame for a new folder)."""
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / MANIFEST_FILE
+    trials = out / TRIALS_FILE
+    if manifest.exists():
+        found = json.loads(manifest.read_text()).get("format")
+        if found != FORMAT:
+            raise ValueError(
+                f"{out} holds benchmark results in format {found!r}, but this version reads "
+                f"{FORMAT!r}. Use a new --out folder, or rerun into an empty one."
+            )
+    elif trials.exists():
+        raise ValueError(
+            f"{out} has a {TRIALS_FILE} but no {MANIFEST_FILE}: it was not written by this "
+            "version of `kmtpe bench`. Use a new --out folder."
+        )
+    else:
+        manifest.write_text(json.dumps({"format": FORMAT}) + "\n")
+    if not trials.exists():
+        return pd.DataFrame(columns=COLUMNS)
+    frame = pd.read_csv(trials)
+    missing = set(COLUMNS) - set(frame.columns)
+    if missing:
+        raise ValueError(
+            f"{trials} lacks the columns {sorted(missing)}; it is from another format. "
+            "Use a new --out folder."
+        )
+    return frame
+
+
+def run_benchmark(
+    out: Path,
+    tasks: Iterable[str],
+    samplers: Iterable[str],
+    seeds: Iterable[int],
+    *,
+    n_trials: int | None = None,
+    n_startup_trials: int | None = None,
+    jobs: int = 1,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run every missing (task, sampler, seed) study into ``out``; returns all trials.
+
+    ``n_trials`` / ``n_startup_trials`` default to each task's paper budget. Studies already
+    complete in ``out`` with the same trial count are skipped.
+    """
+    tasks, samplers = list(tasks), list(samplers)
+    budgets = {}
+    for name in tasks:
+        task = get_task(name)
+        budgets[name] = (
+            n_trials or task.n_trials,
+            task.n_startup_trials if n_startup_trials is None else n_startup_trials,
+        )
+    for name in samplers:
+        make_sampler(name, 0, 0)  # Fail on an unknown name before any work.
+
+    frame = open_results(out)
+    counts = frame.groupby(["task", "sampler", "seed"]).size()
+    done = {u for u, n in counts.items() if u[0] in budgets and n == budgets[u[0]][0]}
+    stale = {u for u in counts.index if u[0] in budgets and u not in done}
+    if stale:
+        # Studies of these tasks run with another budget or cut short: drop and rerun them.
+        units = frame[["task", "sampler", "seed"]].itertuples(index=False, name=None)
+        frame = frame[[u not in stale for u in units]]
+        _write_atomically(frame, out / TRIALS_FILE)
+
+    todo: list[Unit] = [
+        (t, s, int(seed))
+        for t, s, seed in itertools.product(tasks, samplers, seeds)
+        if (t, s, int(seed)) not in done
+    ]
+    bar = tqdm(total=len(todo), desc="studies", disable=not progress)
+
+    def append(rows: list[dict[str, object]]) -> None:
+        path = out / TRIALS_FILE
+        pd.DataFrame(rows, columns=COLUMNS).to_csv(
+            path, mode="a", header=not path.exists() or path.stat().st_size == 0, index=False
+        )
+        bar.update(1)
+
+    if jobs <= 1:
+        for t, s, seed in todo:
+            append(run_study(t, s, seed, *budgets[t]))
+    else:
+        _run_parallel(todo, budgets, jobs, append)
+    bar.close()
+    return pd.read_csv(out / TRIALS_FILE) if (out / TRIALS_FILE).exists() else frame
+
+
+def _run_parallel(
+    todo: list[Unit],
+    budgets: dict[str, tuple[int, int]],
+    jobs: int,
+    append: Callable[[list[dict[str, object]]], None],
+) -> None:
+    with ProcessPoolExecutor(jobs, initializer=_single_threaded) as pool:
+        futures = [pool.submit(run_study, t, s, seed, *budgets[t]) for t, s, seed in todo]
+        for future in as_completed(futures):
+            append(future.result())
+
+
+def _single_threaded() -> None:
+    # Processes side by side: one BLAS / torch thread each is much faster than contention.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+def _write_atomically(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)

@@ -1,0 +1,99 @@
+"""The samplers ``kmtpe bench`` compares, by name, and a wrapper that times them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Sequence
+import time
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
+from optuna.study import Study
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+
+from optuna_kmtpe._sampler import KMeansTPESampler
+
+
+SamplerFactory = Callable[[int, int], BaseSampler]
+
+SAMPLERS: dict[str, SamplerFactory] = {
+    "kmeans-tpe": lambda seed, startup: KMeansTPESampler(seed=seed, n_startup_trials=startup),
+    "tpe": lambda seed, startup: optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup),
+    "tpe-univariate": lambda seed, startup: optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=startup, multivariate=False
+    ),
+    "random": lambda seed, startup: optuna.samplers.RandomSampler(seed=seed),
+}
+
+
+def make_sampler(name: str, seed: int, n_startup_trials: int) -> BaseSampler:
+    """A fresh sampler ``name``; a clear error lists the known names."""
+    try:
+        factory = SAMPLERS[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown sampler {name!r}. Known samplers: {', '.join(SAMPLERS)}."
+        ) from None
+    return factory(seed, n_startup_trials)
+
+
+class TimedSampler(BaseSampler):
+    """Delegates to ``sampler`` and adds up the seconds it spends, per trial number."""
+
+    def __init__(self, sampler: BaseSampler) -> None:
+        self._sampler = sampler
+        self.seconds: dict[int, float] = {}
+
+    def _timed(self, trial: FrozenTrial, call: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        try:
+            return call()
+        finally:
+            elapsed = time.perf_counter() - start
+            self.seconds[trial.number] = self.seconds.get(trial.number, 0.0) + elapsed
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._timed(
+            trial, lambda: self._sampler.infer_relative_search_space(study, trial)
+        )
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self._timed(
+            trial, lambda: self._sampler.sample_relative(study, trial, search_space)
+        )
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._timed(
+            trial,
+            lambda: self._sampler.sample_independent(
+                study, trial, param_name, param_distribution
+            ),
+        )
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._timed(trial, lambda: self._sampler.before_trial(study, trial))
+
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._timed(trial, lambda: self._sampler.after_trial(study, trial, state, values))
+
+    def reseed_rng(self) -> None:
+        self._sampler.reseed_rng()

@@ -1,0 +1,78 @@
+"""``kmtpe bench``: compare samplers on the benchmark tasks, resumably, with statistics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import sys
+from typing import Any
+
+
+_DEFAULT_SAMPLERS = "kmeans-tpe,tpe,tpe-univariate,random"
+
+
+def register(subparsers: Any) -> None:
+    from optuna_kmtpe._bench.tasks import TASKS
+
+    parser = subparsers.add_parser(
+        "bench",
+        help="compare k-means TPE, TPE and random search on benchmark tasks",
+        description=(
+            "Run every (task, sampler, seed) study missing from --out, append its trials to "
+            "OUT/trials.csv, and write OUT/summary.md. Rerunning the same command resumes. "
+            "Tasks: " + "; ".join(f"{t.name}: {t.description}" for t in TASKS.values())
+        ),
+    )
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
+    parser.add_argument("--samplers", default=_DEFAULT_SAMPLERS, help="comma-separated")
+    parser.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 (default 20)")
+    parser.add_argument("--trials", type=int, default=None, help="default: each task's paper budget")
+    parser.add_argument("--startup", type=int, default=None, help="random trials first")
+    parser.add_argument("--out", type=Path, default=Path("kmtpe-bench-results"))
+    parser.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    parser.add_argument(
+        "--checkpoints", default="20,40,60,100", help="trial counts reported in the summary"
+    )
+    parser.add_argument("--json", action="store_true", help="print the spread table as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from optuna_kmtpe._bench.runner import run_benchmark
+    from optuna_kmtpe._bench.stats import markdown_summary
+    from optuna_kmtpe._bench.stats import spread
+
+    if args.seeds < 1 or (args.trials is not None and args.trials < 1) or args.jobs < 1:
+        print("error: --seeds, --trials and --jobs must be positive integers.", file=sys.stderr)
+        return 2
+    try:
+        trials = run_benchmark(
+            args.out,
+            _names(args.tasks),
+            _names(args.samplers),
+            range(args.seeds),
+            n_trials=args.trials,
+            n_startup_trials=args.startup,
+            jobs=args.jobs,
+            progress=not args.json,
+        )
+    except (ValueError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    max_trial = int(trials["trial"].max())
+    checkpoints = [c for c in (int(x) for x in args.checkpoints.split(",")) if c <= max_trial]
+    checkpoints = checkpoints or [max_trial]
+    summary = markdown_summary(trials, checkpoints)
+    (args.out / "summary.md").write_text(summary)
+    if args.json:
+        table = spread(trials, checkpoints).reset_index()
+        print(json.dumps({"results": str(args.out), "spread": table.to_dict("records")}))
+    else:
+        print(summary)
+        print(f"trials: {args.out / 'trials.csv'}; summary: {args.out / 'summary.md'}")
+    return 0
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
