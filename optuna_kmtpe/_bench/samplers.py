@@ -58,9 +58,7 @@ class TimedSampler(BaseSampler):
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
-        return self._timed(
-            trial, lambda: self._sampler.infer_relative_search_space(study, trial)
-        )
+        return self._timed(trial, lambda: self._sampler.infer_relative_search_space(study, trial))
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -78,9 +76,7 @@ class TimedSampler(BaseSampler):
     ) -> Any:
         return self._timed(
             trial,
-            lambda: self._sampler.sample_independent(
-                study, trial, param_name, param_distribution
-            ),
+            lambda: self._sampler.sample_independent(study, trial, param_name, param_distribution),
         )
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:

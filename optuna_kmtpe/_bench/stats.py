@@ -18,8 +18,15 @@ def best_at(trials: pd.DataFrame, checkpoints: Sequence[int]) -> pd.DataFrame:
     """Best-so-far of every (task, sampler, seed) at each checkpoint trial count.
 
     Example:
-        >>> t = pd.DataFrame({"task": "t", "sampler": "s", "seed": 0, "trial": [1, 2, 3],
-        ...                   "best_so_far": [0.1, 0.5, 0.5]})
+        >>> t = pd.DataFrame(
+        ...     {
+        ...         "task": "t",
+        ...         "sampler": "s",
+        ...         "seed": 0,
+        ...         "trial": [1, 2, 3],
+        ...         "best_so_far": [0.1, 0.5, 0.5],
+        ...     }
+        ... )
         >>> best_at(t, [2])["best"].tolist()
         [0.5]
     """
@@ -42,9 +49,7 @@ def spread(trials: pd.DataFrame, checkpoints: Sequence[int]) -> pd.DataFrame:
     )
 
 
-def trials_to_target(
-    trials: pd.DataFrame, reference: str, sign: float = 1.0
-) -> pd.DataFrame:
+def trials_to_target(trials: pd.DataFrame, reference: str, sign: float = 1.0) -> pd.DataFrame:
     """Trials each study needs to reach the reference sampler's median final best-so-far.
 
     The target of a task is the median over seeds of ``reference``'s best value at its last

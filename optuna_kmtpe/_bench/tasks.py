@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 import functools
+from typing import Literal
 
 import numpy as np
 import optuna
@@ -32,7 +33,7 @@ class BenchTask:
     make_objective: Callable[[], Objective]
     n_trials: int = 100
     n_startup_trials: int = 20
-    direction: str = "maximize"
+    direction: Literal["minimize", "maximize"] = "maximize"
     synthetic: bool = False
 
 

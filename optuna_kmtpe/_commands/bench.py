@@ -27,7 +27,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
     parser.add_argument("--samplers", default=_DEFAULT_SAMPLERS, help="comma-separated")
     parser.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 (default 20)")
-    parser.add_argument("--trials", type=int, default=None, help="default: each task's paper budget")
+    parser.add_argument(
+        "--trials", type=int, default=None, help="default: each task's paper budget"
+    )
     parser.add_argument("--startup", type=int, default=None, help="random trials first")
     parser.add_argument("--out", type=Path, default=Path("kmtpe-bench-results"))
     parser.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
