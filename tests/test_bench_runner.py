@@ -1,0 +1,86 @@
+"""kmtpe bench: every task runs, results resume, bad input is refused clearly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from optuna_kmtpe._bench.runner import run_benchmark
+from optuna_kmtpe._bench.runner import run_study
+from optuna_kmtpe._bench.tasks import TASKS
+from optuna_kmtpe.cli import main
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_every_task_runs_with_a_tiny_budget(task: str) -> None:
+    rows = run_study(task, "kmeans-tpe", seed=0, n_trials=4, n_startup_trials=2)
+    frame = pd.DataFrame(rows)
+    assert frame["trial"].tolist() == [1, 2, 3, 4]
+    assert (frame["state"] == "COMPLETE").all()
+    assert frame["best_so_far"].is_monotonic_increasing
+    assert (frame["sampler_seconds"] > 0).all()
+
+
+def test_resume_skips_finished_studies_and_reruns_cut_ones(tmp_path: Path) -> None:
+    kwargs = dict(n_trials=5, n_startup_trials=2, progress=False)
+    first = run_benchmark(tmp_path, ["synthetic-terraced-rosenbrock"], ["random", "tpe"],
+                          range(2), **kwargs)  # type: ignore[arg-type]
+    assert len(first) == 2 * 2 * 5
+    # Simulate a kill in the middle of writing one study: drop its last rows.
+    trials_csv = tmp_path / "trials.csv"
+    cut = first[~((first["sampler"] == "tpe") & (first["seed"] == 1) & (first["trial"] > 2))]
+    cut.to_csv(trials_csv, index=False)
+    finished_rows = cut[cut["sampler"] == "random"].reset_index(drop=True)
+
+    again = run_benchmark(tmp_path, ["synthetic-terraced-rosenbrock"], ["random", "tpe"],
+                          range(2), **kwargs)  # type: ignore[arg-type]
+    assert len(again) == 20
+    assert again.groupby(["sampler", "seed"]).size().eq(5).all()
+    # Finished studies were kept as they were, not rerun.
+    kept = again[again["sampler"] == "random"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, finished_rows, check_dtype=False)
+    # The rerun study reproduces the original (same seed).
+    redo = again[(again["sampler"] == "tpe") & (again["seed"] == 1)]["value"].tolist()
+    orig = first[(first["sampler"] == "tpe") & (first["seed"] == 1)]["value"].tolist()
+    assert redo == orig
+
+
+def test_other_format_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "kmtpe-bench/0"}))
+    with pytest.raises(ValueError, match="format 'kmtpe-bench/0'"):
+        run_benchmark(tmp_path, ["iris"], ["tpe"], [0], progress=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "trials.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="no manifest.json"):
+        run_benchmark(other, ["iris"], ["tpe"], [0], progress=False)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--tasks", "mnist"], "Unknown benchmark task 'mnist'. Known tasks: iris"),
+        (["--samplers", "cmaes"], "Unknown sampler 'cmaes'. Known samplers: kmeans-tpe"),
+        (["--seeds", "0"], "must be positive"),
+    ],
+)
+def test_cli_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(["bench", "--out", str(tmp_path), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_json_and_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["bench", "--out", str(tmp_path), "--tasks", "synthetic-mixed-precision", "--seeds", "2",
+         "--trials", "6", "--startup", "3", "--samplers", "kmeans-tpe,tpe", "--json",
+         "--checkpoints", "3,6"]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {r["checkpoint"] for r in result["spread"]} == {3, 6}
+    assert "Mann-Whitney" in (tmp_path / "summary.md").read_text()
