@@ -91,8 +91,10 @@ class KMeansTPESampler(BaseSampler):
         multivariate:
             If :obj:`True`, ``l`` and ``g`` are multivariate Parzen estimators over the
             intersection search space; if :obj:`False`, every parameter is sampled
-            independently. :obj:`None` (default) means :obj:`True` for single-objective and
-            :obj:`False` for multi-objective studies, as in Optuna 5's TPE.
+            independently. :obj:`None` (default) means :obj:`True`, also for multi-objective
+            studies (unlike Optuna 5's TPE): with independent sampling the narrow best cluster
+            makes every parameter's ``l / g`` peak at the same value, and the sampler keeps
+            proposing one configuration.
         group:
             If :obj:`True`, the multivariate estimators work on groups of parameters that
             always appear together (for conditional spaces). Requires multivariate sampling.
@@ -178,9 +180,9 @@ class KMeansTPESampler(BaseSampler):
         return int(k)
 
     def _is_multivariate(self, study: Study) -> bool:
-        if self._multivariate is not None:
-            return self._multivariate
-        return self._group or len(study.directions) == 1
+        # NOTE: unlike Optuna 5's TPE, the default is multivariate for multi-objective studies
+        # too: univariate k-means TPE collapses onto one configuration (see docs/sampler.md).
+        return True if self._multivariate is None else self._multivariate
 
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial

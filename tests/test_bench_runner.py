@@ -26,8 +26,9 @@ def test_every_task_runs_with_a_tiny_budget(task: str) -> None:
 
 def test_resume_skips_finished_studies_and_reruns_cut_ones(tmp_path: Path) -> None:
     kwargs = dict(n_trials=5, n_startup_trials=2, progress=False)
-    first = run_benchmark(tmp_path, ["synthetic-terraced-rosenbrock"], ["random", "tpe"],
-                          range(2), **kwargs)  # type: ignore[arg-type]
+    first = run_benchmark(
+        tmp_path, ["synthetic-terraced-rosenbrock"], ["random", "tpe"], range(2), **kwargs
+    )  # type: ignore[arg-type]
     assert len(first) == 2 * 2 * 5
     # Simulate a kill in the middle of writing one study: drop its last rows.
     trials_csv = tmp_path / "trials.csv"
@@ -35,8 +36,9 @@ def test_resume_skips_finished_studies_and_reruns_cut_ones(tmp_path: Path) -> No
     cut.to_csv(trials_csv, index=False)
     finished_rows = cut[cut["sampler"] == "random"].reset_index(drop=True)
 
-    again = run_benchmark(tmp_path, ["synthetic-terraced-rosenbrock"], ["random", "tpe"],
-                          range(2), **kwargs)  # type: ignore[arg-type]
+    again = run_benchmark(
+        tmp_path, ["synthetic-terraced-rosenbrock"], ["random", "tpe"], range(2), **kwargs
+    )  # type: ignore[arg-type]
     assert len(again) == 20
     assert again.groupby(["sampler", "seed"]).size().eq(5).all()
     # Finished studies were kept as they were, not rerun.
@@ -76,9 +78,24 @@ def test_cli_bad_input(
 
 def test_cli_json_and_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
-        ["bench", "--out", str(tmp_path), "--tasks", "synthetic-mixed-precision", "--seeds", "2",
-         "--trials", "6", "--startup", "3", "--samplers", "kmeans-tpe,tpe", "--json",
-         "--checkpoints", "3,6"]
+        [
+            "bench",
+            "--out",
+            str(tmp_path),
+            "--tasks",
+            "synthetic-mixed-precision",
+            "--seeds",
+            "2",
+            "--trials",
+            "6",
+            "--startup",
+            "3",
+            "--samplers",
+            "kmeans-tpe,tpe",
+            "--json",
+            "--checkpoints",
+            "3,6",
+        ]
     )
     assert code == 0
     result = json.loads(capsys.readouterr().out)

@@ -19,8 +19,14 @@ def _trials(curves: dict[tuple[str, int], list[float]], task: str = "t") -> pd.D
         best = np.maximum.accumulate(values)
         for i, (v, b) in enumerate(zip(values, best)):
             rows.append(
-                {"task": task, "sampler": sampler, "seed": seed, "trial": i + 1,
-                 "value": v, "best_so_far": b}
+                {
+                    "task": task,
+                    "sampler": sampler,
+                    "seed": seed,
+                    "trial": i + 1,
+                    "value": v,
+                    "best_so_far": b,
+                }
             )
     return pd.DataFrame(rows)
 
@@ -63,8 +69,14 @@ def test_trials_to_target() -> None:
 
 
 def test_trials_to_target_not_reached_by_most_seeds_is_nan() -> None:
-    curves = {("a", 0): [0.0, 0.1], ("a", 1): [0.0, 0.0], ("a", 2): [0.0, 0.9],
-              ("b", 0): [0.5, 0.5], ("b", 1): [0.5, 0.5], ("b", 2): [0.5, 0.5]}
+    curves = {
+        ("a", 0): [0.0, 0.1],
+        ("a", 1): [0.0, 0.0],
+        ("a", 2): [0.0, 0.9],
+        ("b", 0): [0.5, 0.5],
+        ("b", 1): [0.5, 0.5],
+        ("b", 2): [0.5, 0.5],
+    }
     table = trials_to_target(_trials(curves), reference="b")
     assert np.isnan(table.loc[("t", "a"), "median_trials"])
     assert table.loc[("t", "a"), "seeds_reached"] == 1

@@ -199,6 +199,18 @@ def test_multi_objective_study() -> None:
     assert len(study.best_trials) >= 2
 
 
+def test_multivariate_by_default_also_for_multi_objective_studies() -> None:
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.optimize(lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)), 3)
+    sampler = KMeansTPESampler()
+    space = sampler.infer_relative_search_space(study, study.trials[-1])
+    assert set(space) == {"x", "y"}
+    assert (
+        KMeansTPESampler(multivariate=False).infer_relative_search_space(study, study.trials[-1])
+        == {}
+    )
+
+
 def test_constant_liar_shares_relative_params_with_other_workers() -> None:
     study = optuna.create_study(sampler=KMeansTPESampler(n_startup_trials=3, seed=0))
     study.optimize(_mixed_objective, n_trials=5)
