@@ -141,9 +141,10 @@ def run_benchmark(
         frame = frame[[u not in stale for u in units]]
         _write_atomically(frame, out / TRIALS_FILE)
 
+    # Seed-major order: a run stopped early still has every sampler on the same seeds.
     todo: list[Unit] = [
         (t, s, int(seed))
-        for t, s, seed in itertools.product(tasks, samplers, seeds)
+        for seed, t, s in itertools.product(seeds, tasks, samplers)
         if (t, s, int(seed)) not in done
     ]
     bar = tqdm(total=len(todo), desc="studies", disable=not progress)

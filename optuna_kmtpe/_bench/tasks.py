@@ -80,7 +80,7 @@ def iris_random_forest() -> Objective:
 
     def objective(trial: optuna.Trial) -> float:
         model = RandomForestRegressor(
-            n_estimators=trial.suggest_int("n_estimators", 10, 200),
+            n_estimators=trial.suggest_int("n_estimators", 10, 100),
             max_depth=trial.suggest_int("max_depth", 1, 32),
             min_samples_split=trial.suggest_int("min_samples_split", 2, 20),
             random_state=0,
