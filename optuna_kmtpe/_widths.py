@@ -349,6 +349,8 @@ def _per_layer(values: Any, names: Sequence[str], what: str, kind: type) -> np.n
             f"layers; give one value (broadcast) or {len(names)} values in this order: {order}."
         )
     if kind is float and not np.all(np.isfinite(arr) & (arr > 0)):
-        bad = [float(v) for v in arr if not (np.isfinite(v) and v > 0)]
-        raise ValueError(f"`{what}` must be finite and > 0, got {bad}.")
+        i = int(np.flatnonzero(~(np.isfinite(arr) & (arr > 0)))[0])
+        raise ValueError(
+            f"`{what}` must be finite and > 0, got {arr[i]:g} for layer {i} ({names[i]})."
+        )
     return arr

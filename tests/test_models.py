@@ -133,7 +133,7 @@ def test_bad_inputs() -> None:
         build_model("resnet20", 0)
     with pytest.raises(ValueError, match="has 3 entries but the model has 20"):
         build_model("resnet20", 10, [1.0, 1.0, 1.0])
-    with pytest.raises(ValueError, match="> 0"):
+    with pytest.raises(ValueError, match="> 0, got 0 for layer 0 \\(conv1\\)"):
         build_model("resnet20", 10, 0.0)
 
 
