@@ -1,0 +1,322 @@
+"""KMeansTPESampler: Optuna's TPE with an annealed k-means good / bad split."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import json
+from typing import Any
+from typing import TYPE_CHECKING
+import warnings
+
+import numpy as np
+from optuna.exceptions import ExperimentalWarning
+from optuna.samplers import BaseSampler
+from optuna.samplers import RandomSampler
+from optuna.search_space import IntersectionSearchSpace
+from optuna.trial import TrialState
+
+from optuna_kmtpe import _optuna_compat
+from optuna_kmtpe._kmeans1d import annealed_k
+from optuna_kmtpe._split import split_trials_kmeans
+
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from optuna.distributions import BaseDistribution
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial
+
+
+_RELATIVE_PARAMS_KEY = "kmtpe:relative_params"
+# The value of a system attr must be shorter than 2046 characters on RDBStorage.
+_SYSTEM_ATTR_MAX_LENGTH = 2045
+_MIN_K = 3
+
+
+class KMeansTPESampler(BaseSampler):
+    """Sampler using k-means TPE: TPE whose good / bad split is a 1-D k-means clustering.
+
+    TPE models the search space with two Parzen estimators, ``l(x)`` fitted to good trials and
+    ``g(x)`` fitted to bad ones, and proposes the candidate (out of ``n_ei_candidates`` drawn
+    from ``l``) that maximises ``l(x) / g(x)``. Optuna's
+    :class:`~optuna.samplers.TPESampler` calls the best ~10% of trials good and all the others
+    bad, so on a flat loss landscape configurations only slightly worse than the threshold
+    land in ``g`` and their region is avoided.
+
+    k-means TPE (dual-threshold TPE) clusters the objective values of the finished trials into
+    ``k`` groups with an exact 1-D k-means, fits ``l`` to the best cluster only and ``g`` to
+    the worst cluster only, and leaves the middle clusters out of both. ``k`` is annealed
+    upward as trials accumulate, ``k_t = floor(k_init * alpha ** -t)`` where ``t`` is the number
+    of finished trials beyond ``n_startup_trials``, so the search moves from broad
+    exploration to a narrow focus on the best cluster. ``k`` never exceeds the number of
+    distinct objective values.
+
+    Everything is recomputed from the study's storage on every call: the sampler keeps no
+    per-study state, so several processes sharing one storage, or a resumed study, behave as
+    one process would.
+
+    - `Sensitivity-Aware Mixed-Precision Quantization and Width Optimization of Deep Neural
+      Networks Through Cluster-Based Tree-Structured Parzen Estimation
+      <https://arxiv.org/abs/2308.06422>`__
+    - `Algorithms for Hyper-Parameter Optimization
+      <https://proceedings.neurips.cc/paper/2011/hash/86e8f7ab32cfd12577bc2619bc635690-Abstract.html>`__
+
+    Example:
+
+        .. testcode::
+
+            import optuna
+            from optuna_kmtpe import KMeansTPESampler
+
+
+            def objective(trial):
+                x = trial.suggest_float("x", -10, 10)
+                bits = trial.suggest_categorical("bits", [2, 4, 8])
+                return round(x**2) + 8 / bits
+
+
+            study = optuna.create_study(sampler=KMeansTPESampler(seed=0))
+            study.optimize(objective, n_trials=30)
+
+    Args:
+        n_startup_trials:
+            The random sampling is used instead of k-means TPE until this many COMPLETE or
+            PRUNED trials exist.
+        n_ei_candidates:
+            Number of candidates drawn from ``l(x)``; the one with the largest
+            ``log l(x) - log g(x)`` is proposed.
+        seed:
+            Seed for the random number generator (also seeds the startup random sampler).
+        multivariate:
+            If :obj:`True`, ``l`` and ``g`` are multivariate Parzen estimators over the
+            intersection search space; if :obj:`False`, every parameter is sampled
+            independently. :obj:`None` (default) means :obj:`True` for single-objective and
+            :obj:`False` for multi-objective studies, as in Optuna 5's TPE.
+        group:
+            If :obj:`True`, the multivariate estimators work on groups of parameters that
+            always appear together (for conditional spaces). Requires multivariate sampling.
+            Experimental, as in Optuna.
+        constant_liar:
+            If :obj:`True`, RUNNING trials of other workers count as bad trials (they go to
+            ``g``), so parallel workers do not all propose the same point.
+        k_init:
+            Number of clusters at the first model-based trial. The paper requires ``k >= 3``.
+        alpha:
+            Annealing rate in ``(0, 1]``: ``k`` grows by the factor ``1 / alpha`` per trial.
+            ``alpha=1`` keeps ``k = k_init`` forever.
+        k_schedule:
+            Optional callable mapping ``t`` (finished trials beyond ``n_startup_trials``) to the
+            number of clusters, replacing ``k_init`` and ``alpha``. It must return an integer
+            ``>= 3``.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_startup_trials: int = 10,
+        n_ei_candidates: int = 24,
+        seed: int | None = None,
+        multivariate: bool | None = None,
+        group: bool = False,
+        constant_liar: bool = True,
+        k_init: int = 4,
+        alpha: float = 0.98,
+        k_schedule: Callable[[int], int] | None = None,
+    ) -> None:
+        _check_int("n_startup_trials", n_startup_trials, minimum=0)
+        _check_int("n_ei_candidates", n_ei_candidates, minimum=1)
+        _check_int("k_init", k_init, minimum=_MIN_K)
+        if not isinstance(alpha, (int, float)) or not 0.0 < alpha <= 1.0:
+            raise ValueError(f"`alpha` must be in (0, 1], but got {alpha!r}.")
+        if k_schedule is not None and not callable(k_schedule):
+            raise ValueError(f"`k_schedule` must be a callable or None, but got {k_schedule!r}.")
+        if group and multivariate is False:
+            raise ValueError("``group`` option can only be enabled when ``multivariate`` is enabled.")
+        if group:
+            warnings.warn(
+                "Argument ``group`` is an experimental feature. The interface can change in the"
+                " future.",
+                ExperimentalWarning,
+                stacklevel=2,
+            )
+
+        self._n_startup_trials = n_startup_trials
+        self._n_ei_candidates = n_ei_candidates
+        self._multivariate = multivariate
+        self._group = group
+        self._constant_liar = constant_liar
+        self._k_init = k_init
+        self._alpha = float(alpha)
+        self._k_schedule = k_schedule
+        self._rng = _optuna_compat.LazyRandomState(seed)
+        self._random_sampler = RandomSampler(seed=seed)
+        # Caches of the search space only (rebuilt from storage); no history is kept here.
+        self._search_space = IntersectionSearchSpace(include_pruned=True)
+        self._group_decomposed_search_space = (
+            _optuna_compat.GroupDecomposedSearchSpace(True) if group else None
+        )
+        self._search_space_groups: list[dict[str, BaseDistribution]] = []
+
+    def reseed_rng(self) -> None:
+        self._rng.rng.seed()
+        self._random_sampler.reseed_rng()
+
+    def n_clusters(self, t: int) -> int:
+        """Number of clusters ``k`` used after ``t`` finished model-based trials."""
+        if self._k_schedule is None:
+            return annealed_k(t, self._k_init, self._alpha)
+        k = self._k_schedule(t)
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < _MIN_K:
+            raise ValueError(
+                f"`k_schedule` must return an integer >= {_MIN_K}, but returned {k!r} for t={t}."
+            )
+        return int(k)
+
+    def _is_multivariate(self, study: Study) -> bool:
+        if self._multivariate is not None:
+            return self._multivariate
+        return self._group or len(study.directions) == 1
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        if not self._is_multivariate(study):
+            return {}
+        if self._group_decomposed_search_space is not None:
+            groups = self._group_decomposed_search_space.calculate(study, True).search_spaces
+            # Sort keys because Python's string hashing is nondeterministic.
+            self._search_space_groups = [
+                {n: d for n, d in sorted(g.items()) if not d.single()} for g in groups
+            ]
+            return {n: d for g in self._search_space_groups for n, d in g.items()}
+        space = self._search_space.calculate(study, True)
+        return {n: d for n, d in space.items() if not d.single()}
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if not search_space or self._in_startup(study):
+            return {}
+        params: dict[str, Any] = {}
+        for sub_space in self._split_into_groups(search_space):
+            params.update(self._sample(study, trial, sub_space))
+
+        if params and self._constant_liar:
+            # Share the relative params with other workers, so their liar sees this trial's x.
+            params_str = json.dumps(params)
+            for i in range(0, len(params_str), _SYSTEM_ATTR_MAX_LENGTH):
+                _optuna_compat.set_trial_system_attr(
+                    study,
+                    trial,
+                    f"{_RELATIVE_PARAMS_KEY}:{i // _SYSTEM_ATTR_MAX_LENGTH}",
+                    params_str[i : i + _SYSTEM_ATTR_MAX_LENGTH],
+                )
+        return params
+
+    def _split_into_groups(
+        self, search_space: dict[str, BaseDistribution]
+    ) -> list[dict[str, BaseDistribution]]:
+        if self._group_decomposed_search_space is None:
+            return [search_space]
+        # With PartialFixedSampler the given space can be smaller than the inferred groups;
+        # parameters that no inferred group covers are sampled jointly.
+        groups = [
+            {n: d for n, d in group.items() if n in search_space}
+            for group in self._search_space_groups
+        ]
+        covered = {n for group in groups for n in group}
+        groups.append({n: d for n, d in search_space.items() if n not in covered})
+        return [group for group in groups if group]
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        if self._in_startup(study):
+            return self._random_sampler.sample_independent(
+                study, trial, param_name, param_distribution
+            )
+        return self._sample(study, trial, {param_name: param_distribution})[param_name]
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._random_sampler.before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._random_sampler.after_trial(study, trial, state, values)
+
+    def _in_startup(self, study: Study) -> bool:
+        states = (TrialState.COMPLETE, TrialState.PRUNED)
+        trials = _optuna_compat.get_trials(study, states, use_cache=True)
+        return len(trials) < self._n_startup_trials
+
+    def _sample(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        states = [TrialState.COMPLETE, TrialState.PRUNED]
+        if self._constant_liar:
+            states.append(TrialState.RUNNING)
+        trials = _optuna_compat.get_trials(study, states, use_cache=not self._constant_liar)
+        trials = [t for t in trials if t.number != trial.number]
+
+        n_finished = sum(t.state != TrialState.RUNNING for t in trials)
+        k = self.n_clusters(max(0, n_finished - self._n_startup_trials))
+        below, above = split_trials_kmeans(study, trials, k)
+
+        mpe_below = _optuna_compat.build_parzen_estimator(
+            self._internal_repr(study, below, search_space), search_space
+        )
+        mpe_above = _optuna_compat.build_parzen_estimator(
+            self._internal_repr(study, above, search_space), search_space
+        )
+        samples = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
+        acquisition = mpe_below.log_pdf(samples) - mpe_above.log_pdf(samples)
+        best = int(np.argmax(acquisition))
+        return {
+            name: dist.to_external_repr(samples[name][best].item())
+            for name, dist in search_space.items()
+        }
+
+    def _internal_repr(
+        self, study: Study, trials: list[FrozenTrial], search_space: dict[str, BaseDistribution]
+    ) -> dict[str, np.ndarray]:
+        values: dict[str, list[float]] = {name: [] for name in search_space}
+        for trial in trials:
+            params = self._params(study, trial)
+            if search_space.keys() <= params.keys():
+                for name, dist in search_space.items():
+                    values[name].append(dist.to_internal_repr(params[name]))
+        return {name: np.asarray(v, dtype=float) for name, v in values.items()}
+
+    def _params(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
+        """A trial's params, completed for RUNNING trials by the relative params it shared."""
+        if trial.state.is_finished() or not self._is_multivariate(study):
+            return trial.params
+        chunks = []
+        i = 0
+        while chunk := trial.system_attrs.get(f"{_RELATIVE_PARAMS_KEY}:{i}"):
+            chunks.append(chunk)
+            i += 1
+        if not chunks:
+            return trial.params
+        try:
+            params = json.loads("".join(chunks))
+        except json.JSONDecodeError:
+            # Another worker may be half-way through writing its chunks.
+            return trial.params
+        params.update(trial.params)
+        return params
+
+
+def _check_int(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, but got {value!r}.")
