@@ -1,0 +1,342 @@
+"""Model zoo: the networks of the paper, with per-layer width multipliers.
+
+``widths`` holds one multiplier per ``Conv2d`` / ``Linear`` layer, in the order of
+``model.named_modules()`` of the width-1 model (:func:`layer_names` lists it). How a
+multiplier propagates (rounding, depthwise layers, residual ties, the fixed classifier) is
+defined once in :mod:`optuna_kmtpe._widths` and shared with the cost model;
+:func:`width_groups` shows, per model, which layer's multiplier sets which layers' widths.
+
+Models (input size in brackets):
+
+* ``resnet20`` (3x32x32): CIFAR ResNet-20 of He et al. 2016, 3 stages of 16/32/64 channels,
+  option-A shortcuts (parameter-free: stride-2 subsampling and zero-padding of channels), so
+  it has exactly 20 Conv/Linear layers like the paper's Table IV lists.
+* ``resnet18_cifar`` (3x32x32): torchvision ResNet-18 with a 3x3 stride-1 stem, no max-pool.
+* ``mobilenetv1`` (3x32x32): MobileNetV1 for CIFAR (stride-1 stem), 13 depthwise-separable
+  blocks, 28 Conv/Linear layers.
+* ``mobilenetv2``, ``resnet18``, ``resnet50`` (3x224x224): torchvision's definitions.
+* ``small_cnn`` (1x8x8): a 4-layer CNN for scikit-learn's digits, the offline default.
+
+Example:
+    >>> net = build_model("resnet20", 10, widths=[0.75] * 20)
+    >>> layer_names("resnet20", 10)[:3]
+    ['conv1', 'layer1.0.conv1', 'layer1.0.conv2']
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from optuna_kmtpe._widths import check_widths
+from optuna_kmtpe._widths import plan_widths
+from optuna_kmtpe._widths import WidthPlan
+
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from collections.abc import Sequence
+
+
+MODEL_NAMES = (
+    "resnet20",
+    "resnet18_cifar",
+    "mobilenetv1",
+    "mobilenetv2",
+    "resnet18",
+    "resnet50",
+    "small_cnn",
+)
+
+_INPUT_SHAPES = {
+    "resnet20": (3, 32, 32),
+    "resnet18_cifar": (3, 32, 32),
+    "mobilenetv1": (3, 32, 32),
+    "mobilenetv2": (3, 224, 224),
+    "resnet18": (3, 224, 224),
+    "resnet50": (3, 224, 224),
+    "small_cnn": (1, 8, 8),
+}
+
+
+def input_shape(name: str) -> tuple[int, int, int]:
+    """``(channels, height, width)`` of one input image for the model ``name``."""
+    _check_name(name)
+    return _INPUT_SHAPES[name]
+
+
+def build_model(
+    name: str, num_classes: int, widths: Sequence[float] | float | None = None
+) -> nn.Module:
+    """Build a model of the zoo, optionally with per-layer width multipliers.
+
+    Args:
+        name: One of :data:`MODEL_NAMES`.
+        num_classes: Outputs of the classifier (never changed by ``widths``).
+        widths: ``None`` (all 1), one multiplier for every layer, or one per Conv/Linear
+            layer in :func:`layer_names` order. Layers whose width is set by another layer
+            (see :func:`width_groups`) ignore their own entry.
+
+    Returns:
+        A freshly initialised ``torch.nn.Module`` in training mode.
+
+    Raises:
+        ValueError: Unknown ``name``, ``num_classes < 1``, or bad ``widths``.
+
+    Example:
+        >>> net = build_model("small_cnn", 10, widths=1.25)
+        >>> net(torch.zeros(2, 1, 8, 8)).shape
+        torch.Size([2, 10])
+    """
+    _check_name(name)
+    if int(num_classes) != num_classes or num_classes < 1:
+        raise ValueError(f"`num_classes` must be a positive integer, got {num_classes!r}.")
+    model = _BUILDERS[name](int(num_classes))
+    if widths is None:
+        return model
+    plan = width_plan(name, int(num_classes))
+    return apply_widths(model, plan, check_widths(widths, plan.names))
+
+
+@lru_cache(maxsize=32)
+def width_plan(name: str, num_classes: int) -> WidthPlan:
+    """The cached :class:`~optuna_kmtpe._widths.WidthPlan` of a zoo model."""
+    _check_name(name)
+    with torch.device("meta"):
+        model = _BUILDERS[name](num_classes)
+    return plan_widths(model, _INPUT_SHAPES[name][0])
+
+
+def layer_names(name: str, num_classes: int) -> list[str]:
+    """Conv/Linear layer names of a zoo model in ``widths`` / ``bits`` order."""
+    return list(width_plan(name, num_classes).names)
+
+
+def width_groups(name: str, num_classes: int) -> dict[str, list[str]]:
+    """Leader layer -> layers whose output width the leader's multiplier sets.
+
+    Example:
+        >>> width_groups("resnet20", 10)["conv1"]
+        ['conv1', 'layer1.0.conv2', 'layer1.1.conv2', 'layer1.2.conv2']
+    """
+    return width_plan(name, num_classes).width_groups()
+
+
+def apply_widths(model: nn.Module, plan: WidthPlan, widths: torch.Tensor | object) -> nn.Module:
+    """Replace the Conv/Linear/BatchNorm modules of ``model`` by width-scaled ones, in place.
+
+    Args:
+        model: The width-1 model ``plan`` was read from.
+        plan: Its width plan.
+        widths: Validated multipliers, one per layer (a NumPy array).
+
+    Returns:
+        ``model``, with freshly initialised replaced modules.
+    """
+    import numpy as np
+
+    out, in_, groups = plan.channels(np.asarray(widths, dtype=float))
+    for i, layer in enumerate(plan.names):
+        old = model.get_submodule(layer)
+        new: nn.Module
+        if isinstance(old, nn.Conv2d):
+            new = nn.Conv2d(
+                int(in_[i]),
+                int(out[i]),
+                old.kernel_size,  # type: ignore[arg-type]
+                stride=old.stride,  # type: ignore[arg-type]
+                padding=old.padding,  # type: ignore[arg-type]
+                dilation=old.dilation,  # type: ignore[arg-type]
+                groups=int(groups[i]),
+                bias=old.bias is not None,
+                padding_mode=old.padding_mode,
+            )
+            nn.init.kaiming_normal_(new.weight, mode="fan_out", nonlinearity="relu")
+        else:
+            assert isinstance(old, nn.Linear)
+            new = nn.Linear(int(in_[i]), int(out[i]), bias=old.bias is not None)
+        _set_submodule(model, layer, new)
+    channels = np.append(out, plan.input_channels)
+    for norm_name, source in plan.norms.items():
+        old_bn = model.get_submodule(norm_name)
+        assert isinstance(old_bn, nn.modules.batchnorm._BatchNorm)
+        new_bn = type(old_bn)(
+            int(channels[source]),
+            eps=old_bn.eps,
+            momentum=old_bn.momentum,
+            affine=old_bn.affine,
+            track_running_stats=old_bn.track_running_stats,
+        )
+        _set_submodule(model, norm_name, new_bn)
+    return model
+
+
+def _set_submodule(model: nn.Module, qualname: str, module: nn.Module) -> None:
+    parent_name, _, child = qualname.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def _check_name(name: str) -> None:
+    if name not in _INPUT_SHAPES:
+        raise ValueError(f"Unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Definitions
+
+
+class _ShortcutA(nn.Module):
+    """Option-A shortcut: subsample by ``stride``, then zero-pad (or, if the residual branch
+    is narrower, truncate) the channels to those of ``like``. No parameters."""
+
+    # Read by optuna_kmtpe._widths: the output has as many channels as argument 1 (``like``).
+    _kmtpe_channels_follow_arg = 1
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        missing = like.shape[1] - x.shape[1]
+        if missing >= 0:
+            return F.pad(x, (0, 0, 0, 0, missing // 2, missing - missing // 2))
+        return x[:, : like.shape[1]]
+
+
+class _BasicBlockA(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = _ShortcutA(stride) if stride != 1 or in_planes != planes else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x if self.shortcut is None else self.shortcut(x, out)
+        return F.relu(out + shortcut)
+
+
+class _ResNet20(nn.Module):
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        stages = []
+        in_planes = 16
+        for planes, stride in ((16, 1), (32, 2), (64, 2)):
+            blocks = []
+            for b in range(3):
+                blocks.append(_BasicBlockA(in_planes, planes, stride if b == 0 else 1))
+                in_planes = planes
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = stages
+        self.fc = nn.Linear(64, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return self.fc(x)
+
+
+class _DepthwiseSeparable(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(in_planes, in_planes, 3, stride, 1, groups=in_planes, bias=False)
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.pw = nn.Conv2d(in_planes, planes, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.dw(x)))
+        return F.relu(self.bn2(self.pw(x)))
+
+
+class _MobileNetV1(nn.Module):
+    # (output channels, stride) of the 13 depthwise-separable blocks, CIFAR variant.
+    _CFG: tuple[tuple[int, int], ...] = (
+        ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2))
+        + ((512, 1),) * 5
+        + ((1024, 2), (1024, 1))
+    )
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(32)
+        blocks = []
+        in_planes = 32
+        for planes, stride in self._CFG:
+            blocks.append(_DepthwiseSeparable(in_planes, planes, stride))
+            in_planes = planes
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(1024, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(F.relu(self.bn1(self.conv1(x))))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+class _SmallCNN(nn.Module):
+    """Two 3x3 convs (16, 32 channels), a 2x2 max-pool and two linear layers, for 8x8 digits."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(32)
+        self.fc1 = nn.Linear(32 * 4 * 4, 64)
+        self.fc2 = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
+def _resnet18_cifar(num_classes: int) -> nn.Module:
+    import torchvision
+
+    model = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+    model.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    model.maxpool = nn.Identity()  # type: ignore[assignment]
+    return model
+
+
+def _torchvision(name: str) -> Callable[[int], nn.Module]:
+    def build(num_classes: int) -> nn.Module:
+        import torchvision
+
+        builder = getattr(torchvision.models, name)
+        model: nn.Module = builder(weights=None, num_classes=num_classes)
+        return model
+
+    return build
+
+
+_BUILDERS: dict[str, Callable[[int], nn.Module]] = {
+    "resnet20": _ResNet20,
+    "resnet18_cifar": _resnet18_cifar,
+    "mobilenetv1": _MobileNetV1,
+    "mobilenetv2": _torchvision("mobilenet_v2"),
+    "resnet18": _torchvision("resnet18"),
+    "resnet50": _torchvision("resnet50"),
+    "small_cnn": _SmallCNN,
+}

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from optuna_kmtpe._models import build_model
+from optuna_kmtpe._models import input_shape
+from optuna_kmtpe._models import layer_names
+from optuna_kmtpe._models import MODEL_NAMES
+from optuna_kmtpe._models import width_groups
+from optuna_kmtpe._models import width_plan
+from optuna_kmtpe._widths import plan_widths
+from optuna_kmtpe._widths import scaled_channels
+
+
+torch.set_num_threads(1)
+
+# Conv/Linear layers per model (ResNet-20 with option-A shortcuts has exactly 20).
+EXPECTED_LAYERS = {
+    "resnet20": 20,
+    "resnet18_cifar": 21,
+    "mobilenetv1": 28,
+    "mobilenetv2": 53,
+    "resnet18": 21,
+    "resnet50": 54,
+    "small_cnn": 4,
+}
+# Parameter counts of the width-1 models with 10 classes.
+# ResNet-20 (option A): stem 3*16*9, stage 1 six 16*16*9 convs, stage 2 32*16*9 + five
+# 32*32*9, stage 3 64*32*9 + five 64*64*9, fc 64*10 + 10, BatchNorm 2 * (7*16 + 6*32 + 6*64).
+# torchvision ResNet-18 has 11,689,512 parameters for 1000 classes; 10 classes remove 990 * 513.
+EXPECTED_PARAMS = {
+    "resnet20": 3 * 16 * 9
+    + 6 * 16 * 16 * 9
+    + (32 * 16 * 9 + 5 * 32 * 32 * 9)
+    + (64 * 32 * 9 + 5 * 64 * 64 * 9)
+    + (64 * 10 + 10)
+    + 2 * (7 * 16 + 6 * 32 + 6 * 64),
+    "resnet18": 11_689_512 - 513 * 990,
+}
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_layer_count_and_order(name: str) -> None:
+    names = layer_names(name, 10)
+    assert len(names) == EXPECTED_LAYERS[name]
+    with torch.device("meta"):
+        model = build_model(name, 10)
+    expected = [
+        n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    ]
+    assert names == expected
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet18"])
+def test_param_counts(name: str) -> None:
+    with torch.device("meta"):
+        model = build_model(name, 10)
+    assert sum(p.numel() for p in model.parameters()) == EXPECTED_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_random_widths_give_valid_models(name: str) -> None:
+    plan = width_plan(name, 7)
+    rng = np.random.default_rng(len(name))
+    widths = rng.choice([0.5, 0.75, 0.875, 1.0, 1.125, 1.25, 2.0], plan.num_layers)
+    model = build_model(name, 7, widths).eval()
+    c, h, w = input_shape(name)
+    size = min(h, 64)  # ImageNet models run on 64x64 here (adaptive pooling) to stay fast.
+    with torch.no_grad():
+        assert model(torch.zeros(2, c, size, size)).shape == (2, 7)
+    out, in_, groups = plan.channels(widths)
+    modules = dict(model.named_modules())
+    for i, layer in enumerate(plan.names):
+        weight = modules[layer].weight  # type: ignore[union-attr]
+        assert weight.shape[0] == out[i]
+        assert weight.shape[1] * groups[i] == in_[i]
+
+
+def test_resnet20_width_rules() -> None:
+    # Stage 1's residual stream includes the stem; stage 2/3 start at their first block's
+    # conv2 because the option-A shortcut pads channels.
+    groups = width_groups("resnet20", 10)
+    assert groups["conv1"] == ["conv1", "layer1.0.conv2", "layer1.1.conv2", "layer1.2.conv2"]
+    assert groups["layer2.0.conv2"] == ["layer2.0.conv2", "layer2.1.conv2", "layer2.2.conv2"]
+    assert groups["layer1.0.conv1"] == ["layer1.0.conv1"]
+    names = layer_names("resnet20", 10)
+    widths = np.ones(20)
+    widths[names.index("conv1")] = 1.25  # 16 -> 20 channels for the whole stage-1 stream
+    widths[names.index("layer1.1.conv2")] = 0.5  # ignored: tied to conv1
+    widths[names.index("layer1.0.conv1")] = 0.875  # 16 -> 14
+    widths[names.index("fc")] = 0.75  # ignored: classifier outputs never change
+    model = build_model("resnet20", 10, widths)
+    assert model.get_submodule("conv1").weight.shape == (20, 3, 3, 3)
+    assert model.get_submodule("layer1.0.conv1").weight.shape == (14, 20, 3, 3)
+    assert model.get_submodule("layer1.1.conv2").weight.shape == (20, 16, 3, 3)
+    assert model.get_submodule("layer2.0.conv1").weight.shape == (32, 20, 3, 3)
+    assert model.get_submodule("fc").weight.shape == (10, 64)
+
+
+def test_depthwise_follows_input() -> None:
+    names = layer_names("mobilenetv1", 100)
+    widths = np.ones(28)
+    widths[names.index("conv1")] = 1.25  # 32 -> 40
+    widths[names.index("blocks.0.dw")] = 0.5  # ignored: depthwise follows its input
+    model = build_model("mobilenetv1", 100, widths)
+    dw = model.get_submodule("blocks.0.dw")
+    assert isinstance(dw, torch.nn.Conv2d)
+    assert (dw.in_channels, dw.out_channels, dw.groups) == (40, 40, 40)
+
+
+def test_linear_after_flatten_keeps_spatial_factor() -> None:
+    model = build_model("small_cnn", 10, [1, 0.75, 1, 1])
+    assert model.get_submodule("fc1").weight.shape == (64, 24 * 16)
+
+
+def test_rounding_is_half_up() -> None:
+    assert scaled_channels(
+        np.array([16, 20, 3, 1]), np.array([0.875, 0.875, 0.5, 0.1])
+    ).tolist() == [
+        14,
+        18,  # 17.5 rounds up
+        2,  # 1.5 rounds up
+        1,  # never below one channel
+    ]
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="known models: resnet20"):
+        build_model("vgg16", 10)
+    with pytest.raises(ValueError, match="num_classes"):
+        build_model("resnet20", 0)
+    with pytest.raises(ValueError, match="has 3 entries but the model has 20"):
+        build_model("resnet20", 10, [1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="> 0"):
+        build_model("resnet20", 10, 0.0)
+
+
+def test_concat_is_rejected() -> None:
+    class Cat(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Conv2d(3, 4, 1)
+            self.b = torch.nn.Conv2d(3, 4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([self.a(x), self.b(x)], 1)
+
+    with pytest.raises(NotImplementedError, match="concatenat"):
+        plan_widths(Cat(), 3)
