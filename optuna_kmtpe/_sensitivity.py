@@ -75,7 +75,7 @@ class TraceEstimate:
 
     Example:
         >>> est = TraceEstimate(trace=12.0, stderr=0.6, numel=2304, n_samples=40)
-        >>> round(est.normalized, 6), est.rel_stderr
+        >>> round(est.normalized, 6), round(est.rel_stderr, 6)
         (0.005208, 0.05)
     """
 
