@@ -251,12 +251,16 @@ def _storage(config: SearchConfig, out: Path) -> tuple[Any, str, bool]:
     url = config.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     local = config.storage is None
     try:
-        storage = optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=60,
-            grace_period=180,
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=60,
+                grace_period=180,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=1
+                ),
+            )
     except Exception as e:
         raise SearchError(f"Cannot open the study storage {url!r}: {type(e).__name__}: {e}") from e
     return storage, url, local
@@ -721,8 +725,8 @@ def _requeue_interrupted(study: Any, storage: Any, local: bool, log: Callable[[s
         interrupted = t.state == TrialState.FAIL and "fail_reason" not in t.user_attrs
         if t.state == TrialState.RUNNING and local:
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
             storage.set_trial_user_attr(trial_id, "interrupted", True)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
             interrupted = True
         if interrupted and t.number not in retried and t.params:
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})

@@ -143,10 +143,17 @@ class _ActRange(nn.Module):
     hi: torch.Tensor
     initialised: torch.Tensor
 
-    def update(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Update the range with ``x``; returns ``(lo, hi, guard)``.
+
+        ``guard`` is 0, or NaN when ``x`` or the stored range holds NaN / inf: added to the
+        layer's output it keeps a diverged network visibly NaN (``fake_quantize`` itself
+        maps NaN to the zero point, which would hide it).
+        """
         with torch.no_grad():
             lo, hi = torch.aminmax(x.detach())
             lo, hi = lo.float(), hi.float()
+            guard = (lo + hi) * 0.0
             if self.training:
                 self.lo.copy_(torch.where(self.initialised, self.lo.lerp(lo, EMA_DECAY), lo))
                 self.hi.copy_(torch.where(self.initialised, self.hi.lerp(hi, EMA_DECAY), hi))
@@ -154,7 +161,8 @@ class _ActRange(nn.Module):
                 self.lo.copy_(torch.where(self.initialised, self.lo, lo))
                 self.hi.copy_(torch.where(self.initialised, self.hi, hi))
             self.initialised.fill_(True)
-        return self.lo, self.hi
+            guard = guard + (self.lo + self.hi) * 0.0
+        return self.lo, self.hi, guard
 
 
 class _QuantMixin:
@@ -166,8 +174,8 @@ class _QuantMixin:
         self.act_range = _ActRange()
 
     def _quant_input(self, x: torch.Tensor) -> torch.Tensor:
-        lo, hi = self.act_range.update(x)
-        return fake_quantize_activation(x, lo, hi, self.bits)
+        lo, hi, guard = self.act_range.update(x)
+        return fake_quantize_activation(x, lo, hi, self.bits) + guard
 
 
 class QuantConv2d(nn.Conv2d, _QuantMixin):

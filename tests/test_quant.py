@@ -18,8 +18,8 @@ from optuna_kmtpe._quant import activation_qparams
 from optuna_kmtpe._quant import fake_quantize_activation
 from optuna_kmtpe._quant import fake_quantize_weight
 from optuna_kmtpe._quant import QuantConv2d
-from optuna_kmtpe._quant import QuantLinear
 from optuna_kmtpe._quant import quantize_model
+from optuna_kmtpe._quant import QuantLinear
 
 
 torch.set_num_threads(1)
@@ -233,3 +233,17 @@ def test_inherit_weights_slices_replicates_and_preserves_function() -> None:
     assert not torch.equal(noisy.conv1.weight[16:], base.conv1.weight)
     with pytest.raises(ValueError, match="different architectures"):
         inherit_weights(base, build_model("resnet20", 10), plan)
+
+
+def test_nan_is_not_hidden_by_the_quantisers() -> None:
+    # torch's fake_quantize maps NaN to the zero point; the layers must keep NaN visible so
+    # that a diverged candidate is detected (and its trial fails).
+    layer = QuantLinear(3, 2, bits=4)
+    out = layer(torch.tensor([[1.0, float("nan"), 0.5]]))
+    assert torch.isnan(out).all()
+    out = layer(torch.tensor([[1.0, 2.0, 0.5]]))  # the stored range is now NaN as well
+    assert torch.isnan(out).all()
+    conv = QuantConv2d(1, 1, 1, bits=4)
+    with torch.no_grad():
+        conv.weight.fill_(float("nan"))
+    assert torch.isnan(conv(torch.ones(1, 1, 2, 2))).all()
