@@ -117,6 +117,8 @@ def write_plots(
             )
     fig = ax.figure
     fig.suptitle(title, fontsize=9)
+    if len(study.directions) == 1:
+        _zoom_on_feasible(ax, done)
     written.append(_save_png(fig, out / "history.png"))
     plt.close(fig)  # type: ignore[arg-type]
 
@@ -127,7 +129,13 @@ def write_plots(
         skipped = done[~done["trained"].astype(bool)]
         feasible = trained[trained["feasible"].astype(bool)]
         infeasible = trained[~trained["feasible"].astype(bool)]
-        ax.scatter(feasible["size_mb"], 100 * feasible["accuracy"], s=14, label="explored")
+        ax.scatter(
+            feasible["size_mb"],
+            100 * feasible["accuracy"],
+            s=14,
+            color="tab:blue",
+            label="explored",
+        )
         if len(infeasible):
             ax.scatter(
                 infeasible["size_mb"],
@@ -171,6 +179,20 @@ def write_plots(
     # 3. Interactive HTML (plotly): history and accuracy vs size in one self-contained file.
     written.append(_write_html(study, done, out / "report.html", chosen, title, size_limit_mb))
     return written
+
+
+def _zoom_on_feasible(ax: Any, done: pd.DataFrame) -> None:
+    """Limit the y axis to feasible values: Lagrangian penalties are orders of magnitude
+    larger and would flatten everything else; say how many points fall below."""
+    ok = done[done["feasible"].astype(bool) & done["trained"].astype(bool)]["value"]
+    if len(ok) == 0 or len(ok) == len(done):
+        return
+    lo, hi = float(ok.min()), float(ok.max())
+    pad = max(hi - lo, 1e-3) * 0.1
+    ax.set_ylim(lo - pad, hi + pad)
+    below = int((done["value"] < lo - pad).sum())
+    if below:
+        ax.set_title(f"{ax.get_title()} ({below} trials over a limit below the axis)", fontsize=9)
 
 
 def _extra_names(study: optuna.Study) -> list[str]:
