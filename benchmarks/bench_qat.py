@@ -135,7 +135,8 @@ def main() -> None:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if args.child:
-        _search_child(*args.child, trials=args.trials, startup=args.startup)
+        sampler, checkpoint, out = args.child
+        _search_child(sampler, checkpoint, out, trials=args.trials, startup=args.startup)
         return
 
     times = _step_times(args.rounds, args.steps, args.batch)

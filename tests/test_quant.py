@@ -24,6 +24,14 @@ from optuna_kmtpe._quant import QuantLinear
 
 torch.set_num_threads(1)
 
+
+def _w(model: nn.Module, layer: str) -> torch.Tensor:
+    """The weight of a Conv/Linear layer, typed."""
+    weight = model.get_submodule(layer).weight
+    assert isinstance(weight, torch.Tensor)
+    return weight
+
+
 # Two output channels. Row 0 has max |w| = 1.0, row 1 has max |w| = 0.5.
 _W = [[1.0, -0.6, 0.3, -0.2], [0.0, 0.3, -0.5, 0.125]]
 
@@ -96,7 +104,7 @@ def test_signed_activation_quantiser_hand_computed() -> None:
     # 3 bits: scale 3 / 7, zero point round(7 / 3) = 2; x = -0.4 -> round(-0.933) + 2 = 1
     # -> (1 - 2) * 3 / 7 = -3/7; x = 1.0 -> round(2.333) + 2 = 4 -> 2 * 3 / 7 = 6/7.
     scale, zp = activation_qparams(-1.0, 2.0, 3)
-    assert (scale, zp) == (pytest.approx(3 / 7), 2)
+    assert scale == pytest.approx(3 / 7) and zp == 2
     got = fake_quantize_activation(torch.tensor([-0.4, 1.0]), -1.0, 2.0, 3)
     torch.testing.assert_close(got, torch.tensor([-3 / 7, 6 / 7]))
 
@@ -104,12 +112,12 @@ def test_signed_activation_quantiser_hand_computed() -> None:
 def test_straight_through_gradients() -> None:
     # Activations: gradient 1 inside the grid's range [0, 3], 0 where the value is clamped.
     x = torch.tensor(_X, requires_grad=True)
-    fake_quantize_activation(x, 0.0, 3.0, 4).sum().backward()
+    fake_quantize_activation(x, 0.0, 3.0, 4).sum().backward()  # type: ignore[no-untyped-call]
     assert x.grad is not None
     assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 1.0, 0.0]
     # Weights: the scale follows max |w|, so nothing is clamped and the gradient is identity.
     w = torch.tensor(_W, requires_grad=True)
-    (fake_quantize_weight(w, 3) * torch.arange(8.0).reshape(2, 4)).sum().backward()
+    (fake_quantize_weight(w, 3) * torch.arange(8.0).reshape(2, 4)).sum().backward()  # type: ignore[no-untyped-call]
     assert w.grad is not None
     torch.testing.assert_close(w.grad, torch.arange(8.0).reshape(2, 4))
 
@@ -120,7 +128,7 @@ def test_quant_conv_gradient_is_float_gradient_at_quantised_point() -> None:
     x = torch.rand(4, 2, 5, 5) * 2.0  # non-negative, like a ReLU output
     out = conv(x)
     target = torch.randn_like(out)
-    F.mse_loss(out, target).backward()
+    F.mse_loss(out, target).backward()  # type: ignore[no-untyped-call]
     # Reference: a float conv on the quantised input and weights.
     lo, hi = float(conv.act_range.lo), float(conv.act_range.hi)
     assert lo == pytest.approx(float(x.min())) and hi == pytest.approx(float(x.max()))
@@ -128,7 +136,7 @@ def test_quant_conv_gradient_is_float_gradient_at_quantised_point() -> None:
     xq = fake_quantize_activation(x, lo, hi, 3)
     ref = F.conv2d(xq, wq, conv.bias.detach() if conv.bias is not None else None, padding=1)
     torch.testing.assert_close(out, ref)
-    F.mse_loss(ref, target).backward()
+    F.mse_loss(ref, target).backward()  # type: ignore[no-untyped-call]
     assert conv.weight.grad is not None and wq.grad is not None
     torch.testing.assert_close(conv.weight.grad, wq.grad)
     assert conv.weight.grad.abs().sum() > 0
@@ -157,7 +165,7 @@ def test_quantize_model_applies_bits_and_keeps_original() -> None:
     bits = {n: m.bits for n, m in q.named_modules() if isinstance(m, (QuantConv2d, QuantLinear))}
     assert bits == {"conv1": 8, "conv2": 4, "fc1": 2, "fc2": 6}
     assert not any(isinstance(m, (QuantConv2d, QuantLinear)) for m in net.modules())
-    assert torch.equal(q.get_submodule("fc1").weight, net.get_submodule("fc1").weight)
+    assert torch.equal(_w(q, "fc1"), _w(net, "fc1"))
     # At 16 bits the quantised model is (nearly) the float model; at 2 bits it is not.
     x = torch.randn(8, 1, 8, 8)
     fine = quantize_model(net, 16).eval()
@@ -207,9 +215,8 @@ def test_width_scaled_parameter_count_matches_cost_model(name: str) -> None:
     cost = DSPPackingModel.from_zoo(name, 10)
     table = cost.evaluate(8, widths).layers
     for layer in names:
-        module = net.get_submodule(layer)
-        assert module.weight.numel() == int(table.loc[layer, "weights"]), layer
-    total = sum(net.get_submodule(n).weight.numel() for n in names)
+        assert _w(net, layer).numel() == int(table.loc[layer, "weights"]), layer
+    total = sum(_w(net, n).numel() for n in names)
     assert total == int(table["weights"].sum())
     assert total != DSPPackingModel.from_zoo(name, 10).evaluate(8).layers["weights"].sum()
 
@@ -219,18 +226,18 @@ def test_inherit_weights_slices_replicates_and_preserves_function() -> None:
     plan = width_plan("small_cnn", 10)
     base = build_model("small_cnn", 10).eval()
     narrow = inherit_weights(base, build_model("small_cnn", 10, widths=0.75), plan).eval()
-    assert torch.equal(narrow.conv1.weight, base.conv1.weight[:12])
-    assert torch.equal(narrow.conv2.weight, base.conv2.weight[:24, :12])
+    assert torch.equal(_w(narrow, "conv1"), _w(base, "conv1")[:12])
+    assert torch.equal(_w(narrow, "conv2"), _w(base, "conv2")[:24, :12])
     # fc1 follows a flatten of 32 x 4 x 4: whole 16-feature channel blocks are kept.
-    assert torch.equal(narrow.fc1.weight, base.fc1.weight[:48, : 24 * 16])
+    assert torch.equal(_w(narrow, "fc1"), _w(base, "fc1")[:48, : 24 * 16])
     wide = build_model("small_cnn", 10, widths=[2.0, 2.0, 2.0, 1.0])
     inherit_weights(base, wide, plan, noise=0.0).eval()
     x = torch.randn(16, *input_shape("small_cnn"))
     torch.testing.assert_close(wide(x), base(x), rtol=1e-4, atol=1e-5)
     # With noise the replicated copies differ from the originals, the originals do not.
     noisy = inherit_weights(base, build_model("small_cnn", 10, widths=2.0), plan, noise=0.05)
-    assert torch.equal(noisy.conv1.weight[:16], base.conv1.weight)
-    assert not torch.equal(noisy.conv1.weight[16:], base.conv1.weight)
+    assert torch.equal(_w(noisy, "conv1")[:16], _w(base, "conv1"))
+    assert not torch.equal(_w(noisy, "conv1")[16:], _w(base, "conv1"))
     with pytest.raises(ValueError, match="different architectures"):
         inherit_weights(base, build_model("resnet20", 10), plan)
 
