@@ -552,7 +552,7 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
         a = trial.user_attrs
         if trial.state.name == "FAIL":
             log(f"[kmtpe] trial {trial.number} FAILED: {a.get('fail_reason', 'error')}")
-        else:
+        elif not progress:  # with the progress bar, per-trial lines would break it
             acc = f"{a['accuracy']:.4f}" if a.get("trained") else "not trained"
             log(
                 f"[kmtpe] trial {trial.number}: acc {acc}, {a.get('size_mb', 0):.4g} MB, "
