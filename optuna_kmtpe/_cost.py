@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from optuna_kmtpe._widths import check_widths
+from optuna_kmtpe._widths import per_layer_values
 
 
 if TYPE_CHECKING:
@@ -230,9 +231,7 @@ class DSPPackingModel:
             ValueError: Wrong length (lists the layers in order) or a bit-width without a
                 packing rule.
         """
-        from optuna_kmtpe._widths import _per_layer
-
-        arr = _per_layer(bits, self.layer_names, "bits", int)
+        arr = per_layer_values(bits, self.layer_names, "bits", int)
         as_int = arr.astype(np.int64)
         ok = (as_int == arr) & (as_int >= 0) & (as_int <= _MAX_BITS)
         ok[ok] = _PACKING_LUT[as_int[ok]] > 0

@@ -28,6 +28,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -70,7 +71,7 @@ def input_shape(name: str) -> tuple[int, int, int]:
 
 
 def build_model(
-    name: str, num_classes: int, widths: Sequence[float] | float | None = None
+    name: str, num_classes: int, widths: Sequence[float] | np.ndarray | float | None = None
 ) -> nn.Module:
     """Build a model of the zoo, optionally with per-layer width multipliers.
 
@@ -126,7 +127,7 @@ def width_groups(name: str, num_classes: int) -> dict[str, list[str]]:
     return width_plan(name, num_classes).width_groups()
 
 
-def apply_widths(model: nn.Module, plan: WidthPlan, widths: torch.Tensor | object) -> nn.Module:
+def apply_widths(model: nn.Module, plan: WidthPlan, widths: np.ndarray) -> nn.Module:
     """Replace the Conv/Linear/BatchNorm modules of ``model`` by width-scaled ones, in place.
 
     Args:
@@ -137,8 +138,6 @@ def apply_widths(model: nn.Module, plan: WidthPlan, widths: torch.Tensor | objec
     Returns:
         ``model``, with freshly initialised replaced modules.
     """
-    import numpy as np
-
     out, in_, groups = plan.channels(np.asarray(widths, dtype=float))
     for i, layer in enumerate(plan.names):
         old = model.get_submodule(layer)

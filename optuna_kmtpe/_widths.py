@@ -333,10 +333,15 @@ def check_widths(widths: Sequence[float] | np.ndarray | float, names: Sequence[s
     Raises:
         ValueError: Wrong length (the message lists the layers in order) or a value <= 0.
     """
-    return _per_layer(widths, names, "widths", float)
+    return per_layer_values(widths, names, "widths", float)
 
 
-def _per_layer(values: Any, names: Sequence[str], what: str, kind: type) -> np.ndarray:
+def per_layer_values(values: Any, names: Sequence[str], what: str, kind: type) -> np.ndarray:
+    """Broadcast one value or check a per-layer list against ``names``; floats must be > 0.
+
+    Raises:
+        ValueError: Wrong length (the message lists ``index:name`` in order) or bad values.
+    """
     arr = np.atleast_1d(np.asarray(values, dtype=float))
     if arr.ndim != 1:
         raise ValueError(f"`{what}` must be a number or a flat list, got shape {arr.shape}.")

@@ -116,14 +116,10 @@ def test_linear_after_flatten_keeps_spatial_factor() -> None:
 
 
 def test_rounding_is_half_up() -> None:
-    assert scaled_channels(
-        np.array([16, 20, 3, 1]), np.array([0.875, 0.875, 0.5, 0.1])
-    ).tolist() == [
-        14,
-        18,  # 17.5 rounds up
-        2,  # 1.5 rounds up
-        1,  # never below one channel
-    ]
+    base = np.array([16, 5, 20, 1])
+    widths = np.array([0.875, 0.5, 0.625, 0.1])
+    # 14.0 -> 14; 2.5 -> 3 and 12.5 -> 13 (half up, not to even); 0.1 -> 1 (at least one).
+    assert scaled_channels(base, widths).tolist() == [14, 3, 13, 1]
 
 
 def test_bad_inputs() -> None:
