@@ -274,7 +274,7 @@ def _train(
     for _ in range(epochs):
         for x, y in batches:
             opt.zero_grad()
-            F.cross_entropy(model(x.to(device)), y.to(device)).backward()
+            F.cross_entropy(model(x.to(device)), y.to(device)).backward()  # type: ignore[no-untyped-call]
             opt.step()
 
 
