@@ -69,3 +69,7 @@ def test_checkpoint_and_random_data(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert json.loads(capsys.readouterr().out)["weights"] == str(good)
     assert main(["sensitivity", "--data", "random", "--json"] + _FAST) == 0
     assert "timing only" in json.loads(capsys.readouterr().out)["data"]
+    # One sample per layer: infinite standard errors become null, the output stays strict JSON.
+    assert main(["sensitivity", "--json", "--batches", "1", "--max-samples", "1"]) == 0
+    out = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(c))
+    assert all(row["stderr"] is None for row in out["layers"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from typing import Any
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"kmtpe sensitivity: error: {e}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(_finite_or_none(result), indent=2))
     else:
         _print_human(result)
     return 0
@@ -179,6 +180,17 @@ def _compute(args: argparse.Namespace) -> dict[str, Any]:
         "space": space.to_dict(),
         "plot": args.plot,
     }
+
+
+def _finite_or_none(x: Any) -> Any:
+    """Strict JSON: an infinite standard error (fewer than 2 samples) becomes null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite_or_none(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite_or_none(v) for v in x]
+    return x
 
 
 def _print_human(r: dict[str, Any]) -> None:
