@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+import subprocess
+import sys
 
 import numpy as np
 import optuna
@@ -184,3 +186,8 @@ def test_space_is_searchable_by_samplers(
         "width/layer3",
     }
     assert space.configuration(study.best_params) == configs[study.best_trial.number]
+
+
+def test_search_space_module_does_not_import_torch() -> None:
+    code = "import sys, optuna_kmtpe._search_space; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
