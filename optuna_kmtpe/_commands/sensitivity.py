@@ -1,0 +1,327 @@
+"""``kmtpe sensitivity``: per-layer Hessian traces, their clusters and allowed bit-widths.
+
+Example::
+
+    kmtpe sensitivity --train-epochs 5 --plot traces.png      # small_cnn on digits
+    kmtpe sensitivity --model resnet20 --checkpoint r20.pt --data random --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from typing import Any
+from typing import TYPE_CHECKING
+
+
+if TYPE_CHECKING:
+    import torch
+
+    from optuna_kmtpe._search_space import MixedPrecisionSpace
+    from optuna_kmtpe._sensitivity import TraceEstimate
+
+DIGITS_LABEL = "scikit-learn digits (offline default)"
+RANDOM_LABEL = "random tensors (timing only: traces are NOT a sensitivity of real data)"
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``sensitivity`` parser to the ``kmtpe`` subparsers."""
+    from optuna_kmtpe._models import MODEL_NAMES
+
+    p = subparsers.add_parser(
+        "sensitivity",
+        help="Hessian-trace sensitivity per layer and the pruned bit-width space.",
+        description=(
+            "Estimate the Hessian trace of every Conv/Linear weight (Hutchinson, per-layer "
+            "probes), cluster the normalised traces and print the bit-widths each layer may "
+            "take. Data: scikit-learn digits for small_cnn (offline default); other models "
+            "need --data random, a timing-only option, until a dataset loader is given."
+        ),
+    )
+    p.add_argument("--model", choices=MODEL_NAMES, default="small_cnn")
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--checkpoint", help="state_dict saved with torch.save (.pt)")
+    p.add_argument(
+        "--data",
+        choices=("digits", "random"),
+        help="digits (small_cnn only, the default for it) or random (timing only)",
+    )
+    p.add_argument("--train-epochs", type=int, default=0, help="train on the data first")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batches", type=int, default=4, help="number of batches probed")
+    p.add_argument("--max-samples", type=int, default=200, help="per layer")
+    p.add_argument("--rtol", type=float, default=0.1, help="target relative stderr")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clusters", type=int, default=4)
+    p.add_argument("--scale", choices=("log", "linear"), default="log")
+    p.add_argument("--bits", default="8,6,4,3,2", help="candidate bit-widths B")
+    p.add_argument("--widths", default="0.75,0.875,1,1.125,1.25", help="multipliers S")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--device", default=None, help="e.g. cuda; default: cuda if available")
+    p.add_argument("--plot", help="write a bar chart of the normalised traces (PNG)")
+    p.add_argument("--space-out", help="write the pruned MixedPrecisionSpace as JSON")
+    p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of ``kmtpe sensitivity``; returns the exit status."""
+    try:
+        result = _compute(args)
+    except ValueError as e:
+        print(f"kmtpe sensitivity: error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(_finite_or_none(result), indent=2))
+    else:
+        _print_human(result)
+    return 0
+
+
+def _compute(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    import torch.nn.functional as F
+
+    from optuna_kmtpe._models import build_model
+    from optuna_kmtpe._models import input_shape
+    from optuna_kmtpe._models import width_groups
+    from optuna_kmtpe._search_space import prune_search_space
+    from optuna_kmtpe._sensitivity import hessian_traces
+
+    bits = _parse_list(args.bits, int, "--bits")
+    widths = _parse_list(args.widths, float, "--widths")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(args.seed)
+    model = build_model(args.model, args.num_classes)
+    weights_from = "random initialisation"
+    if args.checkpoint:
+        _load_checkpoint(model, args.checkpoint)
+        weights_from = args.checkpoint
+    model.to(device)
+
+    data = args.data or ("digits" if args.model == "small_cnn" else None)
+    if data is None:
+        raise ValueError(
+            f"No offline dataset fits {args.model!r} (input {input_shape(args.model)}); "
+            "CIFAR / ImageNet data is needed for meaningful traces. Pass --data random for a "
+            "timing-only run, or use --model small_cnn with the digits."
+        )
+    if data == "digits":
+        if args.model != "small_cnn" or args.num_classes != 10:
+            raise ValueError("--data digits needs --model small_cnn --num-classes 10.")
+        batches, label = _digits_batches(args.batch_size, args.batches, args.seed), DIGITS_LABEL
+    else:
+        shape = input_shape(args.model)
+        gen = torch.Generator().manual_seed(args.seed)
+        batches = [
+            (
+                torch.randn(args.batch_size, *shape, generator=gen),
+                torch.randint(0, args.num_classes, (args.batch_size,), generator=gen),
+            )
+            for _ in range(args.batches)
+        ]
+        label = RANDOM_LABEL
+    if args.train_epochs > 0:
+        _train(model, batches, args.train_epochs, device)
+        weights_from += f", then {args.train_epochs} epochs on {label}"
+    elif not args.checkpoint:
+        weights_from += " (untrained: pass --checkpoint or --train-epochs)"
+
+    start = time.perf_counter()
+    traces = hessian_traces(
+        model,
+        F.cross_entropy,
+        batches,
+        max_samples=args.max_samples,
+        rtol=args.rtol,
+        seed=args.seed,
+    )
+    seconds = time.perf_counter() - start
+    space = prune_search_space(
+        traces,
+        n_clusters=args.clusters,
+        scale=args.scale,
+        bit_choices=bits,
+        width_choices=widths,
+        width_layers=list(width_groups(args.model, args.num_classes)),
+    )
+    if args.space_out:
+        with open(args.space_out, "w") as f:
+            f.write(space.to_json(indent=2))
+    if args.plot:
+        _plot(traces, space, args.plot, f"{args.model} on {label}")
+    return {
+        "model": args.model,
+        "num_classes": args.num_classes,
+        "weights": weights_from,
+        "data": label,
+        "batches": args.batches,
+        "batch_size": args.batch_size,
+        "device": str(device),
+        "seconds": seconds,
+        "layers": [
+            {
+                "layer": name,
+                **t.to_dict(),
+                "cluster": space.clusters[name],
+                "bits": list(space.bits[name]),
+            }
+            for name, t in traces.items()
+        ],
+        "log10_size": {
+            "unpruned": space.log10_size(pruned=False),
+            "pruned": space.log10_size(),
+        },
+        "space": space.to_dict(),
+        "plot": args.plot,
+    }
+
+
+def _finite_or_none(x: Any) -> Any:
+    """Strict JSON: an infinite standard error (fewer than 2 samples) becomes null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite_or_none(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite_or_none(v) for v in x]
+    return x
+
+
+def _print_human(r: dict[str, Any]) -> None:
+    print(f"model: {r['model']} ({r['num_classes']} classes), weights: {r['weights']}")
+    print(f"data: {r['data']}, {r['batches']} x {r['batch_size']} samples, {r['device']}")
+    print(f"Hutchinson per-layer traces in {r['seconds']:.1f} s\n")
+    header = (
+        f"{'layer':24s} {'numel':>8s} {'trace':>11s} {'stderr':>9s} {'rel':>6s} "
+        f"{'normalised':>11s} {'n':>5s} {'cluster':>7s}  bits"
+    )
+    print(header)
+    for row in r["layers"]:
+        print(
+            f"{row['layer']:24s} {row['numel']:8d} {row['trace']:11.4g} {row['stderr']:9.3g} "
+            f"{row['rel_stderr']:6.3f} {row['normalized']:11.4g} {row['n_samples']:5d} "
+            f"{row['cluster']:7d}  {{{','.join(map(str, row['bits']))}}}"
+        )
+    size = r["log10_size"]
+    print(
+        f"\nsearch space: 10^{size['unpruned']:.1f} configurations unpruned, "
+        f"10^{size['pruned']:.1f} after pruning"
+    )
+    if r["plot"]:
+        print(f"plot: {r['plot']}")
+
+
+def _parse_list(text: str, kind: type, flag: str) -> list[Any]:
+    try:
+        return [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} must be a comma-separated list of numbers, got {text!r}.")
+
+
+def _load_checkpoint(model: torch.nn.Module, path: str) -> None:
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"Checkpoint {path!r} does not exist.") from None
+    except Exception as e:  # corrupt file, pickle of arbitrary objects, ...
+        raise ValueError(f"Checkpoint {path!r} could not be read as a state_dict: {e}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"Checkpoint {path!r} holds a {type(state).__name__}, not a state_dict.")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        raise ValueError(
+            f"Checkpoint {path!r} does not match the model (check --model and --num-classes): "
+            f"missing keys {missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected keys "
+            f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''}, shape mismatches "
+            f"{shapes[:5]}."
+        )
+    model.load_state_dict(state)
+
+
+def _digits_batches(
+    batch_size: int, n_batches: int, seed: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Shuffled batches of scikit-learn's 8x8 digits, pixels scaled to [0, 1]."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+    import torch
+
+    x, y = load_digits(return_X_y=True)
+    order = np.random.default_rng(seed).permutation(len(y))[: batch_size * n_batches]
+    xs = torch.tensor(x[order] / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
+    ys = torch.tensor(y[order], dtype=torch.long)
+    return [
+        (xs[i : i + batch_size], ys[i : i + batch_size]) for i in range(0, len(ys), batch_size)
+    ]
+
+
+def _train(
+    model: torch.nn.Module,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    epochs: int,
+    device: torch.device,
+) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(epochs):
+        for x, y in batches:
+            opt.zero_grad()
+            F.cross_entropy(model(x.to(device)), y.to(device)).backward()  # type: ignore[no-untyped-call]
+            opt.step()
+
+
+def _plot(
+    traces: dict[str, TraceEstimate], space: MixedPrecisionSpace, path: str, title: str
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(traces)
+    values = [traces[n].normalized for n in names]
+    errors = [traces[n].normalized_stderr for n in names]
+    colours = plt.get_cmap("viridis")
+    k = max(space.clusters.values()) + 1
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(names) + 2), 4.5))
+    for c in range(k):
+        idx = [i for i, n in enumerate(names) if space.clusters[n] == c]
+        bits = space.bits[names[idx[0]]]
+        ax.bar(
+            idx,
+            [values[i] for i in idx],
+            yerr=[errors[i] for i in idx],
+            color=colours(c / max(k - 1, 1)),
+            label=f"cluster {c + 1}: bits {{{','.join(map(str, bits))}}}",
+        )
+    if all(v > 0 for v in values):
+        ax.set_yscale("log")
+    else:
+        ax.set_yscale("symlog", linthresh=min(abs(v) for v in values if v != 0) or 1e-12)
+    ax.set_xticks(range(len(names)), names, rotation=75, fontsize=7)
+    ax.set_ylabel("Hessian trace / number of weights")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,748 @@
+"""The whole search of the paper's Algorithm 1, as used by ``kmtpe search``.
+
+1. Load the data (:mod:`optuna_kmtpe._data`) and the base model: train it
+   (``base_epochs``) or load ``checkpoint``; saved as ``<out>/base_model.pt``.
+2. Estimate per-layer Hessian traces (:func:`~optuna_kmtpe.hessian_traces`) and prune the
+   search space (:func:`~optuna_kmtpe.prune_search_space`; widths are searched for the layers
+   that lead a width group of :func:`optuna_kmtpe._models.width_groups`).
+3. Run an Optuna study in ``storage`` (default ``sqlite:///<out>/study.db``). Each trial
+   suggests bits and widths, costs them on the :class:`~optuna_kmtpe.DSPPackingModel`, builds
+   the width-scaled model initialised from the base model (:mod:`optuna_kmtpe._inherit`),
+   fake-quantises it (:mod:`optuna_kmtpe._quant`), trains it ``epochs`` epochs and scores it
+   on the validation split. Configurations that break a hardware limit are not trained
+   unless ``train_infeasible`` (their cost is known beforehand; accuracy is recorded as 0).
+4. After every trial, rewrite ``results.csv``; at the end write the plots, pick the chosen
+   configuration (the feasible trial with the highest validation accuracy, then the smallest
+   size), train it ``final_epochs`` epochs, score it on the test split and write
+   ``best_config.json``, ``result.json`` and ``final_model.pt``.
+
+The study is the single source of truth: the search space, the model and dataset names
+and the limits live in the study's user attributes, every measurement in the trials' user
+attributes, so ``resume=True`` continues a killed run exactly where it stopped (interrupted
+trials are re-run with the same parameters) and ``results.csv`` can always be rebuilt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+import json
+import math
+from pathlib import Path
+import sys
+import time
+from typing import Any
+import warnings
+
+from optuna_kmtpe._checkpoint import atomic_write
+
+
+__all__ = [
+    "OBJECTIVES",
+    "SAMPLERS",
+    "SearchConfig",
+    "SearchError",
+    "SearchResult",
+    "run_search",
+]
+
+SAMPLERS = ("kmeans-tpe", "tpe", "random")
+OBJECTIVES = ("lagrangian", "constraints", "pareto")
+_ATTR = "kmtpe:"
+_COUNTED_STATES = ("COMPLETE", "PRUNED")
+
+
+class SearchError(ValueError):
+    """Bad input to the search (the message says what is wrong and how to fix it)."""
+
+
+@dataclass
+class SearchConfig:
+    """Everything ``kmtpe search`` takes; defaults are the command's defaults.
+
+    ``None`` for ``model``, ``base_epochs`` and ``final_epochs`` picks a value per dataset:
+    ``digits``: ``small_cnn``, 20 base epochs, 30 final epochs; CIFAR-10: ``resnet20``;
+    CIFAR-100: ``resnet18_cifar``; 30 base epochs, 90 final epochs (the paper) for CIFAR.
+    When no limit is given, the size limit defaults to the model at 4 bits, width 1.
+    """
+
+    dataset: str = "digits"
+    model: str | None = None
+    data_dir: str | None = None
+    download: bool = False
+    limit_train: int | None = None
+    checkpoint: str | None = None
+    base_epochs: int | None = None
+    epochs: int = 4
+    final_epochs: int | None = None
+    lr: float = 0.001
+    final_lr: float = 0.01
+    batch_size: int = 64
+    trials: int = 160
+    startup: int = 40
+    sampler: str = "kmeans-tpe"
+    objective: str = "lagrangian"
+    size_limit_mb: float | None = None
+    latency_limit_ms: float | None = None
+    min_speedup: float | None = None
+    no_limits: bool = False
+    train_infeasible: bool = False
+    n_clusters: int = 4
+    hessian_batches: int = 2
+    hessian_samples: int = 50
+    hessian_rtol: float = 0.1
+    seed: int = 0
+    out: str = "kmtpe_runs/search"
+    storage: str | None = None
+    study_name: str | None = None
+    resume: bool = False
+    device: str | None = None
+    progress: bool | None = None
+
+    def resolved_model(self) -> str:
+        from optuna_kmtpe._data import DATASETS
+
+        return self.model or DATASETS.get(self.dataset, "small_cnn")
+
+
+@dataclass
+class SearchResult:
+    """What a search found (``kmtpe search --json`` prints :meth:`to_dict`)."""
+
+    dataset: str
+    dataset_label: str
+    model: str
+    layers: list[str]
+    bits: list[int] | None
+    widths: list[float] | None
+    accuracy: float | None
+    val_accuracy: float | None
+    test_accuracy: float | None
+    size_mb: float | None
+    speedup: float | None
+    latency_ms: float | None
+    energy_mj: float | None
+    feasible: bool
+    trial: int | None
+    n_trials: int
+    n_complete: int
+    n_failed: int
+    limits: dict[str, float]
+    base_val_accuracy: float | None
+    base_test_accuracy: float | None
+    baseline_size_mb: float
+    final_epochs: int
+    sampler: str
+    objective: str
+    storage: str
+    study_name: str
+    out: str
+    files: dict[str, str] = field(default_factory=dict)
+    message: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _resolve(config: SearchConfig) -> SearchConfig:
+    from optuna_kmtpe._data import DATASETS
+    from optuna_kmtpe._models import MODEL_NAMES
+
+    if config.dataset not in DATASETS:
+        raise SearchError(
+            f"Unknown dataset {config.dataset!r}; known datasets: {', '.join(DATASETS)}."
+        )
+    model = config.resolved_model()
+    if model not in MODEL_NAMES:
+        raise SearchError(f"Unknown model {model!r}; known models: {', '.join(MODEL_NAMES)}.")
+    if config.sampler not in SAMPLERS:
+        raise SearchError(f"Unknown sampler {config.sampler!r}; choose from {SAMPLERS}.")
+    if config.objective not in OBJECTIVES:
+        raise SearchError(f"Unknown objective {config.objective!r}; choose from {OBJECTIVES}.")
+    for name in ("trials", "epochs", "batch_size", "hessian_batches", "hessian_samples"):
+        value = getattr(config, name)
+        if int(value) != value or value < (0 if name == "epochs" else 1):
+            raise SearchError(f"`{name}` must be a positive integer, got {value!r}.")
+    if config.startup < 0:
+        raise SearchError(f"`startup` must be >= 0, got {config.startup}.")
+    for name in ("size_limit_mb", "latency_limit_ms", "min_speedup"):
+        value = getattr(config, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise SearchError(f"`{name.replace('_', '-')}` must be > 0, got {value!r}.")
+    digits = config.dataset == "digits"
+    out = SearchConfig(**asdict(config))
+    out.model = model
+    if out.base_epochs is None:
+        out.base_epochs = 20 if digits else 30
+    if out.final_epochs is None:
+        out.final_epochs = 30 if digits else 90
+    return out
+
+
+def _check_input_shape(model_name: str, num_classes: int, shape: tuple[int, ...]) -> None:
+    import torch
+
+    from optuna_kmtpe._models import build_model
+    from optuna_kmtpe._models import input_shape
+
+    with torch.device("meta"):
+        net = build_model(model_name, num_classes)
+        try:
+            net(torch.zeros((2, *shape)))
+        except Exception as e:
+            raise SearchError(
+                f"Model {model_name!r} (made for inputs {input_shape(model_name)}) cannot take "
+                f"this dataset's images {shape}: {type(e).__name__}: {e}. Pick a model for "
+                f"this dataset, e.g. --model {_suggest_model(shape)}."
+            ) from None
+
+
+def _suggest_model(shape: tuple[int, ...]) -> str:
+    return "small_cnn" if shape[0] == 1 else "resnet20"
+
+
+def _limits(config: SearchConfig, cost: Any) -> tuple[Any, str]:
+    """HardwareLimits from the options; ``--min-speedup s`` becomes a latency limit."""
+    from optuna_kmtpe._objective import HardwareLimits
+
+    latency = config.latency_limit_ms
+    notes = []
+    if config.min_speedup is not None:
+        from_speedup = cost.baseline().latency_ms / config.min_speedup
+        latency = from_speedup if latency is None else min(latency, from_speedup)
+        notes.append(
+            f"--min-speedup {config.min_speedup:g} = latency <= {from_speedup:.6g} ms "
+            "(FiP16 baseline latency / speedup)"
+        )
+    size = config.size_limit_mb
+    if size is None and latency is None and not config.no_limits:
+        size = cost.evaluate(4).size_mb
+        notes.append(
+            f"no limit given: size <= {size:.6g} MB (the model at 4 bits, width 1); "
+            "--no-limits searches for accuracy alone"
+        )
+    return HardwareLimits(size_mb=size, latency_ms=latency), "; ".join(notes)
+
+
+def _make_sampler(name: str, startup: int, seed: int, multi: bool) -> Any:
+    import optuna
+
+    from optuna_kmtpe._sampler import KMeansTPESampler
+
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(n_startup_trials=startup, seed=seed)
+    return KMeansTPESampler(n_startup_trials=startup, seed=seed)
+
+
+def _storage(config: SearchConfig, out: Path) -> tuple[Any, str, bool]:
+    """Optuna storage object, its URL, and whether it is this run's own local file."""
+    import optuna
+
+    url = config.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    local = config.storage is None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=60,
+                grace_period=180,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=1
+                ),
+            )
+    except Exception as e:
+        raise SearchError(f"Cannot open the study storage {url!r}: {type(e).__name__}: {e}") from e
+    return storage, url, local
+
+
+def _effective_widths(plan: Any, widths: list[float]) -> list[float]:
+    """Multiplier that actually sets each layer's width (leaders, depthwise chains, fixed)."""
+    eff: list[float] = []
+    for i in range(plan.num_layers):
+        if plan.fixed[i]:
+            eff.append(1.0)
+        elif plan.depthwise[i]:
+            p = int(plan.producer[i])
+            eff.append(eff[p] if p >= 0 else 1.0)
+        else:
+            eff.append(float(widths[int(plan.leader[i])]))
+    return eff
+
+
+def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -> SearchResult:
+    """Run the search described in the module docstring.
+
+    Args:
+        config: The options.
+        log: Receives progress lines (default: printed on stderr).
+
+    Returns:
+        The :class:`SearchResult` (``feasible`` is False when no trial met the limits).
+
+    Raises:
+        SearchError: Bad options, an existing study without ``resume``, a study to resume
+            that does not match the options, or limits no configuration can meet.
+        optuna_kmtpe._data.DataError: Unknown, missing or unreadable dataset.
+        optuna_kmtpe._checkpoint.CheckpointError: A checkpoint that does not fit the model.
+    """
+    import optuna
+    import torch
+    import torch.nn.functional as F
+
+    from optuna_kmtpe._checkpoint import load_checkpoint
+    from optuna_kmtpe._checkpoint import save_checkpoint
+    from optuna_kmtpe._cost import DSPPackingModel
+    from optuna_kmtpe._data import load_dataset
+    from optuna_kmtpe._models import build_model
+    from optuna_kmtpe._models import width_groups
+    from optuna_kmtpe._models import width_plan
+    from optuna_kmtpe._report import trials_table
+    from optuna_kmtpe._report import write_plots
+    from optuna_kmtpe._report import write_table
+    from optuna_kmtpe._search_space import MixedPrecisionSpace
+    from optuna_kmtpe._search_space import prune_search_space
+    from optuna_kmtpe._sensitivity import hessian_traces
+    from optuna_kmtpe._train import batches
+    from optuna_kmtpe._train import DivergenceError
+    from optuna_kmtpe._train import evaluate
+    from optuna_kmtpe._train import pick_device
+    from optuna_kmtpe._train import train
+
+    started = time.perf_counter()
+    log = log or _stderr
+    cfg = _resolve(config)
+    model_name = str(cfg.model)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    progress = sys.stderr.isatty() if cfg.progress is None else cfg.progress
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    # --- Study first: a bad --resume must fail before any training. ----------------------
+    storage, storage_url, local = _storage(cfg, out)
+    study_name = cfg.study_name or f"kmtpe-{model_name}-{cfg.dataset}"
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    if study_name in existing and not cfg.resume:
+        n = existing[study_name].n_trials
+        raise SearchError(
+            f"Study {study_name!r} already exists in {storage_url} ({n} trials). Pass --resume "
+            "to continue it, or choose another --out / --study-name to start afresh."
+        )
+    if cfg.resume and study_name not in existing:
+        raise SearchError(
+            f"Nothing to resume: no study {study_name!r} in {storage_url}. Run without --resume."
+        )
+
+    # --- Data and base model. --------------------------------------------------------------
+    data = load_dataset(
+        cfg.dataset,
+        cfg.data_dir,
+        download=cfg.download,
+        seed=cfg.seed,
+        limit_train=cfg.limit_train,
+    )
+    log(f"[kmtpe] data: {data.summary()}")
+    _check_input_shape(model_name, data.num_classes, data.input_shape)
+    torch.manual_seed(cfg.seed)
+    base = build_model(model_name, data.num_classes)
+    base_path = out / "base_model.pt"
+    meta = {"model": model_name, "dataset": cfg.dataset, "num_classes": data.num_classes}
+    if cfg.checkpoint is not None:
+        load_checkpoint(base, cfg.checkpoint)
+        log(f"[kmtpe] base model: loaded {cfg.checkpoint}")
+    elif cfg.resume and base_path.is_file():
+        load_checkpoint(base, base_path)
+        log(f"[kmtpe] base model: loaded {base_path} (resume)")
+    else:
+        if cfg.resume:
+            raise SearchError(
+                f"Cannot resume: {base_path} is missing; pass the base model with --checkpoint."
+            )
+        log(f"[kmtpe] base model: training {model_name} for {cfg.base_epochs} epochs on {device}")
+        result = train(
+            base,
+            data,
+            epochs=int(cfg.base_epochs or 0),
+            max_lr=cfg.final_lr,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            device=device,
+        )
+        log(f"[kmtpe] base model: {result.seconds:.1f} s, last epoch loss {result.final_loss:.4f}")
+        save_checkpoint(base, base_path, meta=meta)
+    base.to(device)
+    base_val = evaluate(base, data, "val", device=device)
+    base_test = evaluate(base, data, "test", device=device)
+    log(f"[kmtpe] base model (float): val accuracy {base_val:.4f}, test {base_test:.4f}")
+
+    # --- Cost model and limits. ------------------------------------------------------------
+    with torch.device("meta"):
+        meta_model = build_model(model_name, data.num_classes)
+    cost = DSPPackingModel(meta_model, data.input_shape)
+    plan = width_plan(model_name, data.num_classes)
+
+    # --- Search space: from the study on resume, else from the Hessian. -------------------
+    if cfg.resume:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        stored = study.user_attrs
+        _check_resume(stored, cfg, model_name)
+        space = MixedPrecisionSpace.from_json(stored[_ATTR + "space"])
+        log(f"[kmtpe] search space: read from the study ({len(space.layers)} layers)")
+    else:
+        hess_batches = list(
+            batches(
+                data,
+                "train",
+                cfg.batch_size,
+                shuffle=True,
+                generator=torch.Generator().manual_seed(cfg.seed),
+                device=device,
+            )
+        )[: cfg.hessian_batches]
+        t0 = time.perf_counter()
+        traces = hessian_traces(
+            base,
+            F.cross_entropy,
+            hess_batches,
+            max_samples=cfg.hessian_samples,
+            rtol=cfg.hessian_rtol,
+            min_samples=min(5, cfg.hessian_samples),
+            seed=cfg.seed,
+            progress=progress,
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            space = prune_search_space(
+                traces,
+                n_clusters=cfg.n_clusters,
+                width_layers=list(width_groups(model_name, data.num_classes)),
+            )
+        for w in caught:
+            log(f"[kmtpe] note: {w.message}")
+        log(
+            f"[kmtpe] Hessian traces: {len(traces)} layers in {time.perf_counter() - t0:.1f} s; "
+            f"space 10^{space.log10_size(pruned=False):.1f} -> 10^{space.log10_size():.1f} "
+            "configurations after pruning"
+        )
+    atomic_write(out / "space.json", lambda f: f.write(space.to_json(indent=2)))
+
+    limits, limit_note = _limits(cfg, cost)
+    if limit_note:
+        log(f"[kmtpe] limits: {limit_note}")
+    try:
+        limits.check_attainable(
+            cost,
+            [list(space.bits[la]) for la in space.layers],
+            [list(space.widths.get(la, (1.0,))) for la in space.layers],
+        )
+    except ValueError as e:
+        raise SearchError(str(e)) from None
+    limit_dict = {k: v for k, v in asdict(limits).items() if v is not None}
+
+    # --- Study. -----------------------------------------------------------------------------
+    multi = cfg.objective == "pareto"
+    pareto_metrics = ["size_mb"] + (["latency_ms"] if limits.latency_ms is not None else [])
+    if not cfg.resume:
+        from optuna_kmtpe._objective import pareto_directions
+
+        directions = pareto_directions(pareto_metrics) if multi else ["maximize"]
+        study = optuna.create_study(
+            study_name=study_name,
+            storage=storage,
+            directions=directions,  # type: ignore[arg-type]
+        )
+        for key, value in {
+            "model": model_name,
+            "dataset": cfg.dataset,
+            "dataset_label": data.label,
+            "num_classes": data.num_classes,
+            "objective": cfg.objective,
+            "sampler": cfg.sampler,
+            "limits": limit_dict,
+            "space": space.to_json(),
+            "pareto_metrics": pareto_metrics,
+        }.items():
+            study.set_user_attr(_ATTR + key, value)
+    n_retry = _requeue_interrupted(study, storage, local, log)
+    counted = _counted(study)
+    remaining = max(cfg.trials - counted, 0)
+    study.sampler = _make_sampler(cfg.sampler, cfg.startup, cfg.seed + len(study.trials), multi)
+    log(
+        f"[kmtpe] study {study_name!r} in {storage_url}: {counted} trials done, {remaining} to go"
+        + (f" ({n_retry} interrupted trial(s) re-queued)" if n_retry else "")
+        + f"; sampler {cfg.sampler}, objective {cfg.objective}"
+    )
+
+    base_state = {k: v.detach().clone() for k, v in base.state_dict().items()}
+
+    def build_candidate(bits: list[int], widths: list[float]) -> torch.nn.Module:
+        from optuna_kmtpe._inherit import inherit_weights
+        from optuna_kmtpe._quant import quantize_model
+
+        base.load_state_dict(base_state)
+        net = build_model(model_name, data.num_classes, widths=widths).to(device)
+        inherit_weights(base, net, plan, seed=cfg.seed)
+        return quantize_model(net, bits, inplace=True)
+
+    def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
+        from optuna_kmtpe._objective import lagrangian
+        from optuna_kmtpe._objective import pareto_values
+        from optuna_kmtpe._objective import set_constraints
+
+        conf = space.suggest(trial)
+        bits, widths = conf.bits_list(), conf.widths_list()
+        report = cost.evaluate(bits, widths)
+        violations = limits.violations(report)
+        feasible = all(v <= 0 for v in violations.values())
+        attrs: dict[str, Any] = {
+            "layers": list(space.layers),
+            "bits": bits,
+            "widths": _effective_widths(plan, widths),
+            "size_mb": report.size_mb,
+            "speedup": report.speedup,
+            "latency_ms": report.latency_ms,
+            "energy_mj": report.energy_mj,
+            "feasible": feasible,
+            "violations": violations,
+        }
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        if cfg.objective != "lagrangian":
+            set_constraints(trial, report, limits)
+        accuracy = 0.0
+        trained = feasible or cfg.train_infeasible
+        if trained:
+            t0 = time.perf_counter()
+            net = build_candidate(bits, widths)
+            try:
+                train(
+                    net,
+                    data,
+                    epochs=cfg.epochs,
+                    max_lr=cfg.lr,
+                    batch_size=cfg.batch_size,
+                    seed=cfg.seed + trial.number,
+                    device=device,
+                )
+                accuracy = evaluate(net, data, "val", device=device)
+            except DivergenceError as e:
+                trial.set_user_attr("fail_reason", f"diverged: {e}")
+                raise
+            trial.set_user_attr("train_seconds", time.perf_counter() - t0)
+        trial.set_user_attr("trained", trained)
+        trial.set_user_attr("accuracy", accuracy)
+        if multi:
+            return pareto_values(accuracy, report, pareto_metrics)
+        if cfg.objective == "lagrangian":
+            return lagrangian(accuracy, report, limits)
+        return accuracy
+
+    def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        a = trial.user_attrs
+        if trial.state.name == "FAIL":
+            log(f"[kmtpe] trial {trial.number} FAILED: {a.get('fail_reason', 'error')}")
+        elif not progress:  # with the progress bar, per-trial lines would break it
+            acc = f"{a['accuracy']:.4f}" if a.get("trained") else "not trained"
+            log(
+                f"[kmtpe] trial {trial.number}: acc {acc}, {a.get('size_mb', 0):.4g} MB, "
+                f"speedup {a.get('speedup', 0):.2f}x, "
+                f"{'feasible' if a.get('feasible') else 'over a limit'}, bits {a.get('bits')}"
+            )
+        write_table(trials_table(study), out / "results.csv")
+
+    if remaining:
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            catch=(DivergenceError,),
+            callbacks=[after_trial],
+            show_progress_bar=progress,
+            gc_after_trial=False,
+        )
+    table = trials_table(study)
+    write_table(table, out / "results.csv")
+
+    # --- Choose, plot, final training. ------------------------------------------------------
+    chosen = _choose(study)
+    title = f"{model_name} on {data.label}, sampler {cfg.sampler}"
+    files = {"results": str(out / "results.csv"), "space": str(out / "space.json")}
+    for p in write_plots(
+        study,
+        table,
+        out,
+        chosen=None if chosen is None else chosen.number,
+        title=title,
+        size_limit_mb=limits.size_mb,
+    ):
+        files[p.stem] = str(p)
+    n_failed = sum(t.state.name == "FAIL" for t in study.trials)
+    n_complete = sum(t.state.name == "COMPLETE" for t in study.trials)
+    res = SearchResult(
+        dataset=cfg.dataset,
+        dataset_label=data.label,
+        model=model_name,
+        layers=list(space.layers),
+        bits=None,
+        widths=None,
+        accuracy=None,
+        val_accuracy=None,
+        test_accuracy=None,
+        size_mb=None,
+        speedup=None,
+        latency_ms=None,
+        energy_mj=None,
+        feasible=False,
+        trial=None,
+        n_trials=len(study.trials),
+        n_complete=n_complete,
+        n_failed=n_failed,
+        limits=limit_dict,
+        base_val_accuracy=base_val,
+        base_test_accuracy=base_test,
+        baseline_size_mb=cost.baseline().size_mb,
+        final_epochs=int(cfg.final_epochs or 0),
+        sampler=cfg.sampler,
+        objective=cfg.objective,
+        storage=storage_url,
+        study_name=study_name,
+        out=str(out),
+        files=files,
+    )
+    if chosen is None:
+        res.message = (
+            f"No configuration met the limits {limit_dict} in {n_complete} completed trials "
+            f"({n_failed} failed). Relax the limits, run more trials (--resume --trials N), or "
+            "pass --train-infeasible to see the accuracy of the ones that broke a limit."
+        )
+        res.seconds = time.perf_counter() - started
+        atomic_write(out / "result.json", lambda f: json.dump(res.to_dict(), f, indent=2))
+        files["result"] = str(out / "result.json")
+        return res
+
+    a = chosen.user_attrs
+    res.bits, res.widths, res.trial, res.feasible = (
+        list(a["bits"]),
+        list(a["widths"]),
+        chosen.number,
+        True,
+    )
+    res.val_accuracy = float(a["accuracy"])
+    res.size_mb, res.speedup = float(a["size_mb"]), float(a["speedup"])
+    res.latency_ms, res.energy_mj = float(a["latency_ms"]), float(a["energy_mj"])
+    conf = space.configuration(chosen.params)
+    atomic_write(
+        out / "best_config.json",
+        lambda f: json.dump(
+            {
+                "model": model_name,
+                "dataset": data.label,
+                "trial": chosen.number,
+                "layers": list(space.layers),
+                "bits": res.bits,
+                "widths": res.widths,
+                "params": chosen.params,
+                "val_accuracy": res.val_accuracy,
+                "size_mb": res.size_mb,
+                "speedup": res.speedup,
+                "latency_ms": res.latency_ms,
+            },
+            f,
+            indent=2,
+        ),
+    )
+    files["best_config"] = str(out / "best_config.json")
+    res.accuracy = res.val_accuracy
+    if res.final_epochs > 0:
+        log(f"[kmtpe] final model: trial {chosen.number}, training {res.final_epochs} epochs")
+        net = build_candidate(conf.bits_list(), conf.widths_list())
+        train(
+            net,
+            data,
+            epochs=res.final_epochs,
+            max_lr=cfg.final_lr,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            device=device,
+        )
+        res.val_accuracy = evaluate(net, data, "val", device=device)
+        res.test_accuracy = evaluate(net, data, "test", device=device)
+        res.accuracy = res.test_accuracy
+        save_checkpoint(
+            net, out / "final_model.pt", meta={**meta, "bits": res.bits, "widths": res.widths}
+        )
+        files["final_model"] = str(out / "final_model.pt")
+    res.seconds = time.perf_counter() - started
+    files["result"] = str(out / "result.json")
+    atomic_write(out / "result.json", lambda f: json.dump(res.to_dict(), f, indent=2))
+    return res
+
+
+def _check_resume(stored: dict[str, Any], cfg: SearchConfig, model_name: str) -> None:
+    wanted = {"model": model_name, "dataset": cfg.dataset, "objective": cfg.objective}
+    diff = {k: (stored.get(_ATTR + k), v) for k, v in wanted.items() if stored.get(_ATTR + k) != v}
+    if diff:
+        parts = ", ".join(f"{k}: study has {s!r}, options say {o!r}" for k, (s, o) in diff.items())
+        raise SearchError(f"The study to resume was run with other options ({parts}).")
+    if _ATTR + "space" not in stored:
+        raise SearchError("The study to resume has no stored search space; was it made by kmtpe?")
+
+
+def _counted(study: Any) -> int:
+    """Trials that count towards ``--trials``: finished ones, and failures of the objective
+    (diverged candidates); not trials interrupted by a kill (they are re-run)."""
+    n = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state.name in _COUNTED_STATES:
+            n += 1
+        elif t.state.name == "FAIL" and "fail_reason" in t.user_attrs:
+            n += 1
+    return n
+
+
+def _requeue_interrupted(study: Any, storage: Any, local: bool, log: Callable[[str], None]) -> int:
+    """Mark trials a killed run left RUNNING as FAIL (own local storage only: elsewhere other
+    workers may be running them, and Optuna's heartbeat handles stale ones), and enqueue a
+    re-run of every interrupted trial that has none yet."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    retried |= {t.system_attrs.get("failed_trial") for t in trials}
+    n = 0
+    for t in trials:
+        interrupted = t.state == TrialState.FAIL and "fail_reason" not in t.user_attrs
+        if t.state == TrialState.RUNNING and local:
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+            storage.set_trial_user_attr(trial_id, "interrupted", True)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            interrupted = True
+        if interrupted and t.number not in retried and t.params:
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+            n += 1
+    return n
+
+
+def _choose(study: Any) -> Any:
+    """The feasible COMPLETE trial with the highest accuracy, then the smallest size."""
+    best = None
+    key: tuple[float, float, int] | None = None
+    for t in study.get_trials(deepcopy=False, states=None):
+        a = t.user_attrs
+        if t.state.name != "COMPLETE" or not a.get("feasible") or not a.get("trained"):
+            continue
+        k = (-float(a["accuracy"]), float(a["size_mb"]), t.number)
+        if key is None or k < key:
+            best, key = t, k
+    return best

@@ -1,0 +1,243 @@
+"""End-to-end ``kmtpe search``: digits, generated CIFAR files, resume after SIGKILL, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import re
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+
+from optuna_kmtpe._pipeline import run_search
+from optuna_kmtpe._pipeline import SearchConfig
+from optuna_kmtpe._pipeline import SearchError
+from optuna_kmtpe.cli import main
+from tests.cifar_format import write_cifar10
+
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+# Small but complete runs: every step of the pipeline, a few seconds each.
+TINY = [
+    "--base-epochs", "2", "--epochs", "1", "--final-epochs", "1", "--trials", "4",
+    "--startup", "2", "--hessian-samples", "3", "--hessian-batches", "1", "--no-progress",
+]  # fmt: skip
+
+
+def _tiny(out: Path, **kw: Any) -> SearchConfig:
+    base = dict(
+        base_epochs=2,
+        epochs=1,
+        final_epochs=1,
+        trials=4,
+        startup=2,
+        hessian_samples=3,
+        hessian_batches=1,
+        out=str(out),
+        progress=False,
+    )
+    base.update(kw)
+    return SearchConfig(**base)  # type: ignore[arg-type]
+
+
+def _study(out: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}")
+
+
+def test_search_on_digits_end_to_end(tmp_path: Path) -> None:
+    result = run_search(_tiny(tmp_path, sampler="kmeans-tpe"), log=lambda m: None)
+    assert result.dataset_label == "scikit-learn digits (offline default)"
+    assert result.feasible and result.trial is not None
+    assert result.layers == ["conv1", "conv2", "fc1", "fc2"]
+    assert result.bits is not None and len(result.bits) == 4
+    assert result.widths is not None and result.widths[-1] == 1.0  # classifier never scaled
+    assert result.size_mb is not None and result.size_mb <= result.limits["size_mb"]
+    assert result.test_accuracy is not None and result.accuracy == result.test_accuracy
+    assert result.n_trials == 4 and result.n_complete == 4
+    # Files: results table of every trial, best configuration, plots, the models.
+    for name in ("results.csv", "best_config.json", "history.png", "accuracy_vs_size.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert "plotly" in (tmp_path / "report.html").read_text()[:200000]
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert table["trial"].tolist() == [0, 1, 2, 3]
+    for col in ("state", "value", "accuracy", "size_mb", "speedup", "latency_ms", "bits/fc1"):
+        assert col in table.columns
+    best = json.loads((tmp_path / "best_config.json").read_text())
+    assert best["dataset"] == "scikit-learn digits (offline default)"
+    assert best["bits"] == result.bits
+    row = table[table["trial"] == result.trial].iloc[0]
+    assert row["accuracy"] == max(table[table["feasible"]]["accuracy"])
+    # The stored study carries the space and the dataset label.
+    study = _study(tmp_path, "kmtpe-small_cnn-digits")
+    assert study.user_attrs["kmtpe:dataset_label"] == result.dataset_label
+    for layer, b in zip(result.layers, result.bits):
+        assert b in json.loads(study.user_attrs["kmtpe:space"])["bits"][layer]
+
+
+def test_search_cli_on_generated_cifar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_cifar10(tmp_path / "data", per_batch=24, test=24)
+    argv = ["search", "--dataset", "cifar10", "--data-dir", str(tmp_path / "data")]
+    argv += ["--model", "resnet20", "--out", str(tmp_path / "run"), "--json", *TINY]
+    argv += ["--trials", "3", "--batch-size", "32", "--objective", "constraints"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("bits", "widths", "accuracy", "size_mb", "speedup"):
+        assert out[key] is not None, key
+    assert out["dataset_label"].startswith("CIFAR-10 (torchvision")
+    assert len(out["bits"]) == 20 and out["model"] == "resnet20"
+    study = _study(tmp_path / "run", "kmtpe-resnet20-cifar10")
+    assert all("size_mb" in t.constraints for t in study.trials)  # constraints objective
+
+
+def test_pareto_objective_and_random_sampler(tmp_path: Path) -> None:
+    result = run_search(
+        _tiny(tmp_path, objective="pareto", sampler="random", final_epochs=0, trials=3),
+        log=lambda m: None,
+    )
+    study = _study(tmp_path, "kmtpe-small_cnn-digits")
+    assert len(study.directions) == 2
+    assert result.test_accuracy is None and result.accuracy == result.val_accuracy
+
+
+def test_diverging_candidate_fails_and_study_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optuna_kmtpe._train as train_module
+
+    real_train = train_module.train
+    calls = {"n": 0}
+
+    def poisoned(model: torch.nn.Module, data: Any, **kw: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:  # call 1: the base model; call 2: the first candidate trained.
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("nan"))
+        return real_train(model, data, **kw)
+
+    monkeypatch.setattr(train_module, "train", poisoned)
+    logs: list[str] = []
+    result = run_search(_tiny(tmp_path, final_epochs=0), log=logs.append)
+    states = [t.state.name for t in _study(tmp_path, "kmtpe-small_cnn-digits").trials]
+    assert states.count("FAIL") == 1 and states.count("COMPLETE") == 3  # the study went on
+    failed = states.index("FAIL")
+    assert result.n_failed == 1 and result.feasible and result.trial != failed
+    assert any(f"trial {failed} FAILED: diverged: Training loss became nan" in m for m in logs)
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert table.loc[failed, "fail_reason"].startswith("diverged")
+
+
+def test_resume_after_sigkill_loses_no_finished_trial(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "optuna_kmtpe.cli", "search", "--out", str(out), *TINY]
+    cmd += ["--trials", "10", "--epochs", "2", "--final-epochs", "0"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    db = out / "study.db"
+    storage = f"sqlite:///{db}"
+    before: dict[int, Any] = {}
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            if not db.exists():
+                continue
+            try:
+                study = optuna.load_study(study_name="kmtpe-small_cnn-digits", storage=storage)
+            except Exception:
+                continue
+            done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+            if len(done) >= 3:
+                before = {t.number: (t.params, t.value) for t in done}
+                break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
+    assert 3 <= len(before) < 10
+    # The same options without --resume refuse to overwrite the study; with it they resume.
+    config = _tiny(out, trials=10, epochs=2, final_epochs=0)
+    with pytest.raises(SearchError, match="already exists.*Pass --resume"):
+        run_search(config, log=lambda m: None)
+    logs: list[str] = []
+    config.resume = True
+    run_search(config, log=logs.append)
+    study = optuna.load_study(study_name="kmtpe-small_cnn-digits", storage=storage)
+    complete = {t.number: (t.params, t.value) for t in study.trials if t.state.name == "COMPLETE"}
+    for number, params_value in before.items():
+        assert complete[number] == params_value  # nothing finished before the kill is lost
+    assert len(complete) == 10  # the study reaches its count
+    # A trial the kill interrupted was marked failed and re-run with the same parameters.
+    for t in study.trials:
+        if t.user_attrs.get("interrupted"):
+            retry = [r for r in study.trials if r.user_attrs.get("retry_of") == t.number]
+            assert len(retry) == 1 and retry[0].params == t.params
+    assert any("base model: loaded" in m for m in logs)
+    assert any("read from the study" in m for m in logs)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--model", "vgg99"], "Unknown model 'vgg99'; known models: resnet20"),
+        (["--dataset", "mnist"], "Unknown dataset 'mnist'; known datasets: digits"),
+        (["--dataset", "cifar10", "--data-dir", "{tmp}/none"], "not found.*--download"),
+        (["--model", "resnet20"], "cannot take this dataset's images"),
+        (["--size-limit-mb", "0.0001"], "No configuration in the search space meets size_mb"),
+        (["--resume"], "Nothing to resume"),
+        (["--trials", "0"], "`trials` must be a positive integer"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    extra = [e.replace("{tmp}", str(tmp_path)) for e in extra]
+    code = main(["search", "--out", str(tmp_path / "run"), *TINY, *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert re.search(message, err), err
+
+
+def test_checkpoint_not_matching_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from optuna_kmtpe._models import build_model
+
+    ckpt = tmp_path / "five_classes.pt"
+    torch.save(build_model("small_cnn", 5).state_dict(), ckpt)
+    code = main(["search", "--out", str(tmp_path / "run"), "--checkpoint", str(ckpt), *TINY])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "fc2.weight: checkpoint (5, 64) vs model (10, 64)" in err
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    code = main(
+        ["search", "--out", str(tmp_path / "r2"), "--checkpoint", str(tmp_path / "junk.pt")]
+    )
+    assert code == 2 and "Cannot read checkpoint" in capsys.readouterr().err
+
+
+def test_no_configuration_met_the_limits_is_said_at_the_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An impossible limit is refused before any search, naming the best reachable size ...
+    argv = ["search", *TINY, "--trials", "3", "--startup", "3"]
+    assert main([*argv, "--out", str(tmp_path / "a"), "--size-limit-mb", "1e-6"]) == 2
+    found = re.search(r"best reachable: ([0-9.e+-]+)", capsys.readouterr().err)
+    assert found is not None
+    # ... a limit that only the very cheapest configurations meet is attainable, but 3 seeded
+    # random trials miss it: the run finishes and says so (exit status 3).
+    limit = float(found.group(1)) * 1.01
+    code = main([*argv, "--out", str(tmp_path / "b"), "--size-limit-mb", f"{limit:.8g}"])
+    captured = capsys.readouterr()
+    assert code == 3
+    assert "NO CONFIGURATION MET THE LIMITS" in captured.out
+    result = json.loads((tmp_path / "b" / "result.json").read_text())
+    assert result["feasible"] is False and "No configuration met the limits" in result["message"]
