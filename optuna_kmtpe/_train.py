@@ -163,7 +163,7 @@ def train(
             loss = F.cross_entropy(model(x), y)
             if not torch.isfinite(loss):
                 raise DivergenceError(
-                    f"Training loss became {float(loss)} at epoch {epoch + 1}/{epochs}, step "
+                    f"Training loss became {loss.item()} at epoch {epoch + 1}/{epochs}, step "
                     f"{step + 1} (max_lr={max_lr:g})."
                 )
             optimizer.zero_grad(set_to_none=True)
