@@ -103,7 +103,7 @@ def main() -> None:
     caps = {"adaptive": args.cap_adaptive, "layerwise": args.cap_layerwise}
     caps["whole"] = args.cap_whole
     for run, method in enumerate(args.methods.split(",")):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         traces = hessian_traces(
             model,
             F.cross_entropy,
@@ -116,11 +116,17 @@ def main() -> None:
             progress=False,
         )
         wall = time.perf_counter() - start
+        cpu = time.process_time() - cpu_start
         if not reference or method == "adaptive":
             # The latest converged per-layer run is the reference for extrapolation.
             reference = {name: t.trace for name, t in traces.items()}
         row = {"run": run, "method": method, "cap_s": caps[method]}
         row.update(_summary(traces, wall, args.rtol, reference))
+        # CPU time of this process: less sensitive than wall time to other jobs on a shared
+        # machine (with one thread it is close to the work done).
+        row["cpu_s"] = cpu
+        if not row["reached"]:
+            row["extrapolated_cpu_s"] = row["extrapolated_s"] * cpu / wall
         row["traces"] = {name: t.to_dict() for name, t in traces.items()}
         results.append(row)
         shown = (
@@ -129,7 +135,7 @@ def main() -> None:
             else (f"{row['extrapolated_s']:8.0f} s EXTRAPOLATED (capped at {wall:.0f} s)")
         )
         print(
-            f"{method:10s} {shown}  samples={row['total_samples']}  "
+            f"{method:10s} {shown}  cpu={cpu:.1f} s  samples={row['total_samples']}  "
             f"max rel stderr={row['max_rel_stderr']:.3f}",
             flush=True,
         )
