@@ -21,7 +21,9 @@ def layer_weights(model: object, count: int = 3) -> dict[str, np.ndarray]:
     ]
     if not layers:
         raise ValueError("The model has no Conv2d or Linear layer to draw.")
-    picks = sorted(set(np.linspace(0, len(layers) - 1, min(count, len(layers))).round().astype(int)))
+    picks = sorted(
+        set(np.linspace(0, len(layers) - 1, min(count, len(layers))).round().astype(int))
+    )
     return {layers[i][0]: layers[i][1] for i in picks}
 
 

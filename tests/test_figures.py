@@ -62,3 +62,38 @@ def test_convergence_bands_are_medians_over_seeds(results: Path) -> None:
 def test_missing_results_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["figures", "--results", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
     assert "point --results at a folder written by `kmtpe bench --out`" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def search_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("search")
+    args = ["search", "--out", str(out), "--trials", "6", "--startup", "3", "--epochs", "1"]
+    assert main([*args, "--base-epochs", "1", "--final-epochs", "1", "--json"]) == 0
+    return out
+
+
+def test_search_figures_and_table(
+    search_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["figures", "--search", str(search_folder), "--out", str(tmp_path)]) == 0
+    for stem in ("fig1_weights", "fig4_configurations"):
+        for suffix in (".png", ".pdf", ".html"):
+            assert (tmp_path / f"{stem}{suffix}").stat().st_size > 0
+    table = (tmp_path / "table_result.md").read_text()
+    result = json.loads((search_folder / "result.json").read_text())
+    assert "scikit-learn digits (offline default)" in table
+    assert f"{result['speedup']:.2f}x" in table
+
+
+def test_layer_weights_picks_first_middle_and_last() -> None:
+    from optuna_kmtpe._models import build_model
+    from paper_figures.weights import layer_weights
+
+    names = list(layer_weights(build_model("resnet20", 10)))
+    assert names[0] == "conv1" and names[-1] == "fc" and len(names) == 3
+
+
+def test_nothing_to_draw(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["figures", "--out", str(tmp_path)]) == 2
+    assert "Nothing to draw" in capsys.readouterr().err
