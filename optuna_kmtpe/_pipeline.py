@@ -37,6 +37,8 @@ from typing import Any
 import warnings
 
 from optuna_kmtpe._checkpoint import atomic_write
+from optuna_kmtpe._sampler_registry import make_sampler
+from optuna_kmtpe._sampler_registry import SAMPLERS as SAMPLER_FACTORIES
 
 
 __all__ = [
@@ -48,7 +50,7 @@ __all__ = [
     "run_search",
 ]
 
-SAMPLERS = ("kmeans-tpe", "tpe", "random")
+SAMPLERS = tuple(SAMPLER_FACTORIES)
 OBJECTIVES = ("lagrangian", "constraints", "pareto")
 _ATTR = "kmtpe:"
 _COUNTED_STATES = ("COMPLETE", "PRUNED")
@@ -230,18 +232,6 @@ def _limits(config: SearchConfig, cost: Any) -> tuple[Any, str]:
             "--no-limits searches for accuracy alone"
         )
     return HardwareLimits(size_mb=size, latency_ms=latency), "; ".join(notes)
-
-
-def _make_sampler(name: str, startup: int, seed: int, multi: bool) -> Any:
-    import optuna
-
-    from optuna_kmtpe._sampler import KMeansTPESampler
-
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(n_startup_trials=startup, seed=seed)
-    return KMeansTPESampler(n_startup_trials=startup, seed=seed)
 
 
 def _storage(config: SearchConfig, out: Path) -> tuple[Any, str, bool]:
@@ -477,7 +467,7 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
     n_retry = _requeue_interrupted(study, storage, local, log)
     counted = _counted(study)
     remaining = max(cfg.trials - counted, 0)
-    study.sampler = _make_sampler(cfg.sampler, cfg.startup, cfg.seed + len(study.trials), multi)
+    study.sampler = make_sampler(cfg.sampler, cfg.seed + len(study.trials), cfg.startup)
     log(
         f"[kmtpe] study {study_name!r} in {storage_url}: {counted} trials done, {remaining} to go"
         + (f" ({n_retry} interrupted trial(s) re-queued)" if n_retry else "")

@@ -27,9 +27,9 @@ import optuna
 import pandas as pd
 from tqdm.auto import tqdm
 
-from optuna_kmtpe._bench.samplers import make_sampler
 from optuna_kmtpe._bench.samplers import TimedSampler
 from optuna_kmtpe._bench.tasks import get_task
+from optuna_kmtpe._sampler_registry import make_sampler
 
 
 FORMAT = "kmtpe-bench/1"
@@ -41,33 +41,52 @@ Unit = tuple[str, str, int]
 
 
 def run_study(
-    task_name: str, sampler_name: str, seed: int, n_trials: int, n_startup_trials: int
+    task_name: str,
+    sampler_name: str,
+    seed: int,
+    n_trials: int,
+    n_startup_trials: int,
+    data_dir: str | None = None,
 ) -> list[dict[str, object]]:
-    """One study of ``n_trials`` trials; returns its CSV rows."""
+    """One study of ``n_trials`` trials; returns its CSV rows.
+
+    ``sampler_seconds`` is the sampler's own time per trial; it is NaN for pipeline tasks
+    (``quant-*``), whose sampler lives inside ``kmtpe search``.
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     task = get_task(task_name)
-    sampler = TimedSampler(make_sampler(sampler_name, seed, n_startup_trials))
-    study = optuna.create_study(direction=task.direction, sampler=sampler)
-    # A failing evaluation is a FAIL trial in the table, not the end of the benchmark.
-    study.optimize(task.make_objective(), n_trials=n_trials, catch=(Exception,))
+    if task.run is not None:
+        outcomes = task.run(sampler_name, seed, n_trials, n_startup_trials, data_dir)
+        seconds = [math.nan] * len(outcomes)
+    else:
+        assert task.make_objective is not None
+        sampler = TimedSampler(make_sampler(sampler_name, seed, n_startup_trials))
+        study = optuna.create_study(direction=task.direction, sampler=sampler)
+        # A failing evaluation is a FAIL trial in the table, not the end of the benchmark.
+        study.optimize(task.make_objective(), n_trials=n_trials, catch=(Exception,))
+        outcomes = [
+            (t.state.name, t.value if t.value is not None else math.nan) for t in study.trials
+        ]
+        seconds = [sampler.seconds.get(t.number, 0.0) for t in study.trials]
 
     sign = 1.0 if task.direction == "maximize" else -1.0
     best = -math.inf
     rows: list[dict[str, object]] = []
-    for trial in study.trials:
-        value = trial.value if trial.state == optuna.trial.TrialState.COMPLETE else math.nan
-        if value is not None and not math.isnan(value):
+    for number, ((state, value), spent) in enumerate(zip(outcomes, seconds)):
+        if state != "COMPLETE":
+            value = math.nan
+        if not math.isnan(value):
             best = max(best, sign * value)
         rows.append(
             {
                 "task": task_name,
                 "sampler": sampler_name,
                 "seed": seed,
-                "trial": trial.number + 1,
-                "state": trial.state.name,
+                "trial": number + 1,
+                "state": state,
                 "value": value,
                 "best_so_far": sign * best if best > -math.inf else math.nan,
-                "sampler_seconds": sampler.seconds.get(trial.number, 0.0),
+                "sampler_seconds": spent,
             }
         )
     return rows
@@ -114,6 +133,7 @@ def run_benchmark(
     n_startup_trials: int | None = None,
     jobs: int = 1,
     progress: bool = True,
+    data_dir: str | None = None,
 ) -> pd.DataFrame:
     """Run every missing (task, sampler, seed) study into ``out``; returns all trials.
 
@@ -124,6 +144,12 @@ def run_benchmark(
     budgets = {}
     for name in tasks:
         task = get_task(name)
+        if task.needs_data_dir and data_dir is None:
+            raise ValueError(
+                f"Task {name!r} reads its dataset from --data-dir; pass the folder that holds "
+                "it (e.g. CIFAR-100's cifar-100-python/), or run the offline proxy task "
+                "'quant-digits' instead."
+            )
         budgets[name] = (
             n_trials or task.n_trials,
             task.n_startup_trials if n_startup_trials is None else n_startup_trials,
@@ -158,9 +184,9 @@ def run_benchmark(
 
     if jobs <= 1:
         for t, s, seed in todo:
-            append(run_study(t, s, seed, *budgets[t]))
+            append(run_study(t, s, seed, *budgets[t], data_dir))
     else:
-        _run_parallel(todo, budgets, jobs, append)
+        _run_parallel(todo, budgets, jobs, append, data_dir)
     bar.close()
     return pd.read_csv(out / TRIALS_FILE) if (out / TRIALS_FILE).exists() else frame
 
@@ -170,9 +196,12 @@ def _run_parallel(
     budgets: dict[str, tuple[int, int]],
     jobs: int,
     append: Callable[[list[dict[str, object]]], None],
+    data_dir: str | None,
 ) -> None:
     with ProcessPoolExecutor(jobs, initializer=_single_threaded) as pool:
-        futures = [pool.submit(run_study, t, s, seed, *budgets[t]) for t, s, seed in todo]
+        futures = [
+            pool.submit(run_study, t, s, seed, *budgets[t], data_dir) for t, s, seed in todo
+        ]
         for future in as_completed(futures):
             append(future.result())
 

@@ -1,4 +1,4 @@
-"""The samplers ``kmtpe bench`` compares, by name, and a wrapper that times them."""
+"""A sampler wrapper that times the sampler's own work, per trial."""
 
 from __future__ import annotations
 
@@ -7,37 +7,11 @@ from collections.abc import Sequence
 import time
 from typing import Any
 
-import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
-
-from optuna_kmtpe._sampler import KMeansTPESampler
-
-
-SamplerFactory = Callable[[int, int], BaseSampler]
-
-SAMPLERS: dict[str, SamplerFactory] = {
-    "kmeans-tpe": lambda seed, startup: KMeansTPESampler(seed=seed, n_startup_trials=startup),
-    "tpe": lambda seed, startup: optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup),
-    "tpe-univariate": lambda seed, startup: optuna.samplers.TPESampler(
-        seed=seed, n_startup_trials=startup, multivariate=False
-    ),
-    "random": lambda seed, startup: optuna.samplers.RandomSampler(seed=seed),
-}
-
-
-def make_sampler(name: str, seed: int, n_startup_trials: int) -> BaseSampler:
-    """A fresh sampler ``name``; a clear error lists the known names."""
-    try:
-        factory = SAMPLERS[name]
-    except KeyError:
-        raise ValueError(
-            f"Unknown sampler {name!r}. Known samplers: {', '.join(SAMPLERS)}."
-        ) from None
-    return factory(seed, n_startup_trials)
 
 
 class TimedSampler(BaseSampler):

@@ -24,7 +24,14 @@ def register(subparsers: Any) -> None:
             "Tasks: " + "; ".join(f"{t.name}: {t.description}" for t in TASKS.values())
         ),
     )
-    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
+    default_tasks = [name for name, task in TASKS.items() if not task.needs_data_dir]
+    parser.add_argument(
+        "--tasks",
+        default=",".join(default_tasks),
+        help="comma-separated task names; 'quant' means quant-cifar100 with --data-dir, "
+        "else the offline proxy quant-digits",
+    )
+    parser.add_argument("--data-dir", help="folder with CIFAR-100 for the quant-cifar100 task")
     parser.add_argument("--samplers", default=_DEFAULT_SAMPLERS, help="comma-separated")
     parser.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 (default 20)")
     parser.add_argument(
@@ -51,15 +58,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         trials = run_benchmark(
             args.out,
-            _names(args.tasks),
+            _task_names(args.tasks, args.data_dir),
             _names(args.samplers),
             range(args.seeds),
             n_trials=args.trials,
             n_startup_trials=args.startup,
             jobs=args.jobs,
             progress=not args.json,
+            data_dir=args.data_dir,
         )
-    except (ValueError, ImportError) as e:
+    except (ValueError, ImportError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     max_trial = int(trials["trial"].max())
@@ -74,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
         print(summary)
         print(f"trials: {args.out / 'trials.csv'}; summary: {args.out / 'summary.md'}")
     return 0
+
+
+def _task_names(text: str, data_dir: str | None) -> list[str]:
+    quant = "quant-digits" if data_dir is None else "quant-cifar100"
+    return [quant if name == "quant" else name for name in _names(text)]
 
 
 def _names(text: str) -> list[str]:
