@@ -76,9 +76,8 @@ def fake_quantize_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
 
     Example:
         >>> w = torch.tensor([[1.0, -0.4, 0.2], [0.3, 0.0, -0.15]])
-        >>> fake_quantize_weight(w, 2)  # ternary: scale = max |w| per row
-        tensor([[ 1.0000, -0.0000,  0.0000],
-                [ 0.3000,  0.0000, -0.0000]])
+        >>> (fake_quantize_weight(w, 2) + 0.0).tolist()  # ternary: scale = max |w| per row
+        [[1.0, 0.0, 0.0], [0.30000001192092896, 0.0, 0.0]]
     """
     qmax = 2 ** (_check_bits(bits) - 1) - 1
     amax = weight.detach().abs().flatten(1).amax(dim=1)
