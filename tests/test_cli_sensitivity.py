@@ -9,6 +9,7 @@ import torch
 from optuna_kmtpe._models import build_model
 from optuna_kmtpe._models import layer_names
 from optuna_kmtpe.cli import main
+from tests.cifar_format import write_cifar10
 
 
 torch.set_num_threads(1)
@@ -47,7 +48,13 @@ def test_human_output(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sensitivity", "--model", "resnet20"] + _FAST) == 2
+    assert "CIFAR-10 needs --data-dir" in capsys.readouterr().err
+    assert main(["sensitivity", "--model", "resnet50"] + _FAST) == 2
     assert "--data random" in capsys.readouterr().err
+    assert main(["sensitivity", "--num-classes", "5"] + _FAST) == 2
+    assert "--num-classes 5 contradicts scikit-learn digits" in capsys.readouterr().err
+    assert main(["sensitivity", "--data", "random", "--train-epochs", "1"] + _FAST) == 2
+    assert "--train-epochs needs real data" in capsys.readouterr().err
 
     wrong = tmp_path / "five_classes.pt"
     torch.save(build_model("small_cnn", 5).state_dict(), wrong)
@@ -73,3 +80,13 @@ def test_checkpoint_and_random_data(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["sensitivity", "--json", "--batches", "1", "--max-samples", "1"]) == 0
     out = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(c))
     assert all(row["stderr"] is None for row in out["layers"])
+
+
+def test_cifar_through_the_real_loader(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_cifar10(tmp_path, per_batch=20, test=10)
+    args = ["sensitivity", "--model", "resnet20", "--data-dir", str(tmp_path), "--json"]
+    assert main(args + ["--batch-size", "16", "--batches", "1", "--max-samples", "3"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["data"].startswith("CIFAR-10 (torchvision")
+    assert out["num_classes"] == 10
+    assert [row["layer"] for row in out["layers"]] == layer_names("resnet20", 10)

@@ -3,7 +3,8 @@
 Example::
 
     kmtpe sensitivity --train-epochs 5 --plot traces.png      # small_cnn on digits
-    kmtpe sensitivity --model resnet20 --checkpoint r20.pt --data random --json
+    kmtpe sensitivity --model resnet20 --checkpoint r20.pt --data-dir ~/data --json
+    kmtpe sensitivity --model resnet50 --num-classes 1000 --data random   # timing only
 """
 
 from __future__ import annotations
@@ -18,17 +19,15 @@ from typing import TYPE_CHECKING
 
 
 if TYPE_CHECKING:
-    import torch
-
     from optuna_kmtpe._search_space import MixedPrecisionSpace
     from optuna_kmtpe._sensitivity import TraceEstimate
 
-DIGITS_LABEL = "scikit-learn digits (offline default)"
 RANDOM_LABEL = "random tensors (timing only: traces are NOT a sensitivity of real data)"
 
 
 def register(subparsers: Any) -> None:
     """Add the ``sensitivity`` parser to the ``kmtpe`` subparsers."""
+    from optuna_kmtpe._data import DATASETS
     from optuna_kmtpe._models import MODEL_NAMES
 
     p = subparsers.add_parser(
@@ -37,18 +36,22 @@ def register(subparsers: Any) -> None:
         description=(
             "Estimate the Hessian trace of every Conv/Linear weight (Hutchinson, per-layer "
             "probes), cluster the normalised traces and print the bit-widths each layer may "
-            "take. Data: scikit-learn digits for small_cnn (offline default); other models "
-            "need --data random, a timing-only option, until a dataset loader is given."
+            "take. Data: scikit-learn digits for small_cnn (offline default), CIFAR-10 for "
+            "resnet20 and CIFAR-100 for resnet18_cifar / mobilenetv1 (from --data-dir), or "
+            "--data random, a timing-only option."
         ),
     )
     p.add_argument("--model", choices=MODEL_NAMES, default="small_cnn")
-    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--num-classes", type=int, help="default: the dataset's (10 for --data random)")
     p.add_argument("--checkpoint", help="state_dict saved with torch.save (.pt)")
     p.add_argument(
         "--data",
-        choices=("digits", "random"),
-        help="digits (small_cnn only, the default for it) or random (timing only)",
+        choices=(*DATASETS, "random"),
+        help="default: the model's dataset (digits for small_cnn, cifar10 for resnet20, "
+        "cifar100 for resnet18_cifar / mobilenetv1); random is timing only",
     )
+    p.add_argument("--data-dir", help="folder with the CIFAR files")
+    p.add_argument("--download", action="store_true", help="let torchvision download CIFAR")
     p.add_argument("--train-epochs", type=int, default=0, help="train on the data first")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--batches", type=int, default=4, help="number of batches probed")
@@ -85,8 +88,8 @@ def _compute(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
 
+    from optuna_kmtpe._checkpoint import load_checkpoint
     from optuna_kmtpe._models import build_model
-    from optuna_kmtpe._models import input_shape
     from optuna_kmtpe._models import width_groups
     from optuna_kmtpe._search_space import prune_search_space
     from optuna_kmtpe._sensitivity import hessian_traces
@@ -97,37 +100,19 @@ def _compute(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(args.seed)
-    model = build_model(args.model, args.num_classes)
+    data, batches, label, num_classes = _data_batches(args)
+    model = build_model(args.model, num_classes)
     weights_from = "random initialisation"
     if args.checkpoint:
-        _load_checkpoint(model, args.checkpoint)
+        load_checkpoint(model, args.checkpoint)
         weights_from = args.checkpoint
     model.to(device)
-
-    data = args.data or ("digits" if args.model == "small_cnn" else None)
-    if data is None:
-        raise ValueError(
-            f"No offline dataset fits {args.model!r} (input {input_shape(args.model)}); "
-            "CIFAR / ImageNet data is needed for meaningful traces. Pass --data random for a "
-            "timing-only run, or use --model small_cnn with the digits."
-        )
-    if data == "digits":
-        if args.model != "small_cnn" or args.num_classes != 10:
-            raise ValueError("--data digits needs --model small_cnn --num-classes 10.")
-        batches, label = _digits_batches(args.batch_size, args.batches, args.seed), DIGITS_LABEL
-    else:
-        shape = input_shape(args.model)
-        gen = torch.Generator().manual_seed(args.seed)
-        batches = [
-            (
-                torch.randn(args.batch_size, *shape, generator=gen),
-                torch.randint(0, args.num_classes, (args.batch_size,), generator=gen),
-            )
-            for _ in range(args.batches)
-        ]
-        label = RANDOM_LABEL
     if args.train_epochs > 0:
-        _train(model, batches, args.train_epochs, device)
+        from optuna_kmtpe._train import train
+
+        if data is None:
+            raise ValueError("--train-epochs needs real data; random tensors teach nothing.")
+        train(model, data, epochs=args.train_epochs, seed=args.seed, device=device)
         weights_from += f", then {args.train_epochs} epochs on {label}"
     elif not args.checkpoint:
         weights_from += " (untrained: pass --checkpoint or --train-epochs)"
@@ -148,7 +133,7 @@ def _compute(args: argparse.Namespace) -> dict[str, Any]:
         scale=args.scale,
         bit_choices=bits,
         width_choices=widths,
-        width_layers=list(width_groups(args.model, args.num_classes)),
+        width_layers=list(width_groups(args.model, num_classes)),
     )
     if args.space_out:
         with open(args.space_out, "w") as f:
@@ -157,7 +142,7 @@ def _compute(args: argparse.Namespace) -> dict[str, Any]:
         _plot(traces, space, args.plot, f"{args.model} on {label}")
     return {
         "model": args.model,
-        "num_classes": args.num_classes,
+        "num_classes": num_classes,
         "weights": weights_from,
         "data": label,
         "batches": args.batches,
@@ -224,70 +209,55 @@ def _parse_list(text: str, kind: type, flag: str) -> list[Any]:
         raise ValueError(f"{flag} must be a comma-separated list of numbers, got {text!r}.")
 
 
-def _load_checkpoint(model: torch.nn.Module, path: str) -> None:
+def _data_batches(args: argparse.Namespace) -> tuple[Any, list[Any], str, int]:
+    """(dataset or None, the probed batches, the data label, the number of classes)."""
+    import itertools
+
     import torch
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ValueError(f"Checkpoint {path!r} does not exist.") from None
-    except Exception as e:  # corrupt file, pickle of arbitrary objects, ...
-        raise ValueError(f"Checkpoint {path!r} could not be read as a state_dict: {e}") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"Checkpoint {path!r} holds a {type(state).__name__}, not a state_dict.")
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in sorted(set(own) & set(state))
-        if hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or shapes:
+    from optuna_kmtpe._data import DATASETS
+    from optuna_kmtpe._data import load_dataset
+    from optuna_kmtpe._models import input_shape
+    from optuna_kmtpe._train import batches
+
+    defaults = {model: dataset for dataset, model in DATASETS.items()}
+    defaults["mobilenetv1"] = "cifar100"
+    name = args.data or defaults.get(args.model)
+    if name is None:
         raise ValueError(
-            f"Checkpoint {path!r} does not match the model (check --model and --num-classes): "
-            f"missing keys {missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected keys "
-            f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''}, shape mismatches "
-            f"{shapes[:5]}."
+            f"No dataset loader fits {args.model!r} (input {input_shape(args.model)}); "
+            "ImageNet is not supported here. Pass --data random for a timing-only run."
         )
-    model.load_state_dict(state)
-
-
-def _digits_batches(
-    batch_size: int, n_batches: int, seed: int
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Shuffled batches of scikit-learn's 8x8 digits, pixels scaled to [0, 1]."""
-    import numpy as np
-    from sklearn.datasets import load_digits
-    import torch
-
-    x, y = load_digits(return_X_y=True)
-    order = np.random.default_rng(seed).permutation(len(y))[: batch_size * n_batches]
-    xs = torch.tensor(x[order] / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
-    ys = torch.tensor(y[order], dtype=torch.long)
-    return [
-        (xs[i : i + batch_size], ys[i : i + batch_size]) for i in range(0, len(ys), batch_size)
-    ]
-
-
-def _train(
-    model: torch.nn.Module,
-    batches: list[tuple[torch.Tensor, torch.Tensor]],
-    epochs: int,
-    device: torch.device,
-) -> None:
-    import torch
-    import torch.nn.functional as F
-
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(epochs):
-        for x, y in batches:
-            opt.zero_grad()
-            F.cross_entropy(model(x.to(device)), y.to(device)).backward()  # type: ignore[no-untyped-call]
-            opt.step()
+    generator = torch.Generator().manual_seed(args.seed)
+    if name == "random":
+        num_classes = args.num_classes or 10
+        shape = input_shape(args.model)
+        fake = [
+            (
+                torch.randn(args.batch_size, *shape, generator=generator),
+                torch.randint(0, num_classes, (args.batch_size,), generator=generator),
+            )
+            for _ in range(args.batches)
+        ]
+        return None, fake, RANDOM_LABEL, num_classes
+    data = load_dataset(name, args.data_dir, download=args.download, seed=args.seed)
+    if args.num_classes not in (None, data.num_classes):
+        raise ValueError(
+            f"--num-classes {args.num_classes} contradicts {data.label} "
+            f"({data.num_classes} classes); leave it out."
+        )
+    if tuple(data.input_shape) != tuple(input_shape(args.model)):
+        raise ValueError(
+            f"{args.model!r} takes inputs {input_shape(args.model)}, {data.label} has "
+            f"{tuple(data.input_shape)}; pick a model that fits the data."
+        )
+    probed = list(
+        itertools.islice(
+            batches(data, "train", args.batch_size, shuffle=True, generator=generator),
+            args.batches,
+        )
+    )
+    return data, probed, data.label, data.num_classes
 
 
 def _plot(
