@@ -439,6 +439,12 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
     except ValueError as e:
         raise SearchError(str(e)) from None
     limit_dict = {k: v for k, v in asdict(limits).items() if v is not None}
+    if cfg.resume and study.user_attrs.get(_ATTR + "limits") != limit_dict:
+        raise SearchError(
+            f"The study to resume was run with the limits {study.user_attrs.get(_ATTR + 'limits')}"
+            f", the options give {limit_dict}; its trials' feasibility was judged against the "
+            "former. Pass the same limit options, or start a new study (--out / --study-name)."
+        )
 
     # --- Study. -----------------------------------------------------------------------------
     multi = cfg.objective == "pareto"

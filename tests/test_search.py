@@ -241,3 +241,17 @@ def test_no_configuration_met_the_limits_is_said_at_the_end(
     assert "NO CONFIGURATION MET THE LIMITS" in captured.out
     result = json.loads((tmp_path / "b" / "result.json").read_text())
     assert result["feasible"] is False and "No configuration met the limits" in result["message"]
+
+
+def test_resume_with_other_limits_is_refused(tmp_path: Path) -> None:
+    # The trials' feasibility was judged against the study's limits; resuming under other
+    # limits would mix two judgements in one study and could choose a trial that breaks them.
+    run_search(_tiny(tmp_path, trials=2, final_epochs=0), log=lambda m: None)
+    study = _study(tmp_path, "kmtpe-small_cnn-digits")
+    limit = study.user_attrs["kmtpe:limits"]["size_mb"]
+    config = _tiny(tmp_path, trials=3, final_epochs=0, resume=True, size_limit_mb=2 * limit)
+    with pytest.raises(SearchError, match="run with the limits"):
+        run_search(config, log=lambda m: None)
+    assert len(_study(tmp_path, "kmtpe-small_cnn-digits").trials) == 2
+    config.size_limit_mb = None  # the same (default) limit as the first run: resumes
+    assert run_search(config, log=lambda m: None).n_trials == 3
