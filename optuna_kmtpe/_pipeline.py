@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
+import itertools
 import json
 import math
 from pathlib import Path
@@ -390,7 +391,7 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
         space = MixedPrecisionSpace.from_json(stored[_ATTR + "space"])
         log(f"[kmtpe] search space: read from the study ({len(space.layers)} layers)")
     else:
-        hess_batches = list(
+        hess_batches = itertools.islice(
             batches(
                 data,
                 "train",
@@ -398,8 +399,9 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
                 shuffle=True,
                 generator=torch.Generator().manual_seed(cfg.seed),
                 device=device,
-            )
-        )[: cfg.hessian_batches]
+            ),
+            cfg.hessian_batches,
+        )
         t0 = time.perf_counter()
         traces = hessian_traces(
             base,
