@@ -257,20 +257,6 @@ def _storage(config: SearchConfig, out: Path) -> tuple[Any, str, bool]:
     return storage, url, local
 
 
-def _effective_widths(plan: Any, widths: list[float]) -> list[float]:
-    """Multiplier that actually sets each layer's width (leaders, depthwise chains, fixed)."""
-    eff: list[float] = []
-    for i in range(plan.num_layers):
-        if plan.fixed[i]:
-            eff.append(1.0)
-        elif plan.depthwise[i]:
-            p = int(plan.producer[i])
-            eff.append(eff[p] if p >= 0 else 1.0)
-        else:
-            eff.append(float(widths[int(plan.leader[i])]))
-    return eff
-
-
 def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -> SearchResult:
     """Run the search described in the module docstring.
 
@@ -506,7 +492,7 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
         attrs: dict[str, Any] = {
             "layers": list(space.layers),
             "bits": bits,
-            "widths": _effective_widths(plan, widths),
+            "widths": plan.effective_widths(widths).tolist(),
             "size_mb": report.size_mb,
             "speedup": report.speedup,
             "latency_ms": report.latency_ms,
