@@ -736,6 +736,7 @@ def _finish(
     """Fill ``res`` from the chosen trial, write ``best_config.json``, and train, score and
     save the final model (``final_epochs > 0``)."""
     from optuna_kmtpe._checkpoint import save_checkpoint
+    from optuna_kmtpe._train import DivergenceError
     from optuna_kmtpe._train import evaluate
     from optuna_kmtpe._train import train
 
@@ -778,15 +779,23 @@ def _finish(
     conf = space.configuration(chosen.params)
     net = candidates.build(conf.bits_list(), conf.widths_list())
     device = candidates.device
-    train(
-        net,
-        data,
-        epochs=res.final_epochs,
-        max_lr=cfg.final_lr,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        device=device,
-    )
+    try:
+        train(
+            net,
+            data,
+            epochs=res.final_epochs,
+            max_lr=cfg.final_lr,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            device=device,
+        )
+    except DivergenceError as e:  # the search's results stand; say so instead of crashing
+        res.message = (
+            f"The final training diverged ({e}); the accuracy is the chosen trial's validation "
+            "accuracy. Retry with a lower --final-lr (the study is kept: add --resume)."
+        )
+        log(f"[kmtpe] {res.message}")
+        return
     res.val_accuracy = evaluate(net, data, "val", device=device)
     res.test_accuracy = evaluate(net, data, "test", device=device)
     res.accuracy = res.test_accuracy

@@ -255,3 +255,26 @@ def test_resume_with_other_limits_is_refused(tmp_path: Path) -> None:
     assert len(_study(tmp_path, "kmtpe-small_cnn-digits").trials) == 2
     config.size_limit_mb = None  # the same (default) limit as the first run: resumes
     assert run_search(config, log=lambda m: None).n_trials == 3
+
+
+def test_diverging_final_training_keeps_the_search_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optuna_kmtpe._train as train_module
+
+    real_train = train_module.train
+    calls = {"n": 0}
+
+    def poisoned(model: torch.nn.Module, data: Any, **kw: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 4:  # the base model, two candidates, then the final model
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("nan"))
+        return real_train(model, data, **kw)
+
+    monkeypatch.setattr(train_module, "train", poisoned)
+    result = run_search(_tiny(tmp_path, trials=2, startup=2, size_limit_mb=1.0), lambda m: None)
+    assert calls["n"] == 4 and result.feasible and result.test_accuracy is None
+    assert result.accuracy == result.val_accuracy and "final training diverged" in result.message
+    assert json.loads((tmp_path / "result.json").read_text())["message"] == result.message
+    assert not (tmp_path / "final_model.pt").exists()
