@@ -10,9 +10,11 @@ few epochs from scratch would be scored mostly on its initialisation, so
   channels ``0, 1, ...`` again (replication, as Net2WiderNet, Chen et al. 2016).
 * On the *input* side of a Conv / Linear (dimension 1 of its weight), a replicated input
   channel's weights are divided by the number of copies of that channel, so a widened layer
-  computes the same function as before (exactly for plain chains; the zero-padded option-A
-  shortcuts of ResNet-20 pad differently and BatchNorm renormalises, so there it is close,
-  not exact). Sliced inputs are dropped.
+  computes the same function as before (exactly for plain chains and torchvision-style
+  residual blocks). Not for ResNet-20: its option-A shortcuts zero-pad at both ends of the
+  channel axis, so in a widened stage replicated channels meet other shortcut channels than
+  in the base model and the widened network is a different function (tested); there the
+  inherited weights are only a starting point. Sliced inputs are dropped.
 * The replicated *output* copies get a small seeded Gaussian perturbation (``noise`` times
   the layer's weight standard deviation) so that copies do not stay identical in training.
 * A ``Linear`` that follows a ``flatten`` maps whole channel blocks (``in_factor`` features

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
+import itertools
 import json
 import math
 from pathlib import Path
@@ -256,20 +257,6 @@ def _storage(config: SearchConfig, out: Path) -> tuple[Any, str, bool]:
     return storage, url, local
 
 
-def _effective_widths(plan: Any, widths: list[float]) -> list[float]:
-    """Multiplier that actually sets each layer's width (leaders, depthwise chains, fixed)."""
-    eff: list[float] = []
-    for i in range(plan.num_layers):
-        if plan.fixed[i]:
-            eff.append(1.0)
-        elif plan.depthwise[i]:
-            p = int(plan.producer[i])
-            eff.append(eff[p] if p >= 0 else 1.0)
-        else:
-            eff.append(float(widths[int(plan.leader[i])]))
-    return eff
-
-
 def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -> SearchResult:
     """Run the search described in the module docstring.
 
@@ -288,26 +275,16 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
     """
     import optuna
     import torch
-    import torch.nn.functional as F
 
-    from optuna_kmtpe._checkpoint import load_checkpoint
-    from optuna_kmtpe._checkpoint import save_checkpoint
     from optuna_kmtpe._cost import DSPPackingModel
     from optuna_kmtpe._data import load_dataset
     from optuna_kmtpe._models import build_model
-    from optuna_kmtpe._models import width_groups
-    from optuna_kmtpe._models import width_plan
     from optuna_kmtpe._report import trials_table
-    from optuna_kmtpe._report import write_plots
     from optuna_kmtpe._report import write_table
     from optuna_kmtpe._search_space import MixedPrecisionSpace
-    from optuna_kmtpe._search_space import prune_search_space
-    from optuna_kmtpe._sensitivity import hessian_traces
-    from optuna_kmtpe._train import batches
     from optuna_kmtpe._train import DivergenceError
     from optuna_kmtpe._train import evaluate
     from optuna_kmtpe._train import pick_device
-    from optuna_kmtpe._train import train
 
     started = time.perf_counter()
     log = log or _stderr
@@ -322,17 +299,7 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
     # --- Study first: a bad --resume must fail before any training. ----------------------
     storage, storage_url, local = _storage(cfg, out)
     study_name = cfg.study_name or f"kmtpe-{model_name}-{cfg.dataset}"
-    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
-    if study_name in existing and not cfg.resume:
-        n = existing[study_name].n_trials
-        raise SearchError(
-            f"Study {study_name!r} already exists in {storage_url} ({n} trials). Pass --resume "
-            "to continue it, or choose another --out / --study-name to start afresh."
-        )
-    if cfg.resume and study_name not in existing:
-        raise SearchError(
-            f"Nothing to resume: no study {study_name!r} in {storage_url}. Run without --resume."
-        )
+    _check_study_name(storage, storage_url, study_name, cfg.resume)
 
     # --- Data and base model. --------------------------------------------------------------
     data = load_dataset(
@@ -344,127 +311,52 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
     )
     log(f"[kmtpe] data: {data.summary()}")
     _check_input_shape(model_name, data.num_classes, data.input_shape)
-    torch.manual_seed(cfg.seed)
-    base = build_model(model_name, data.num_classes)
-    base_path = out / "base_model.pt"
-    meta = {"model": model_name, "dataset": cfg.dataset, "num_classes": data.num_classes}
-    if cfg.checkpoint is not None:
-        load_checkpoint(base, cfg.checkpoint)
-        log(f"[kmtpe] base model: loaded {cfg.checkpoint}")
-    elif cfg.resume and base_path.is_file():
-        load_checkpoint(base, base_path)
-        log(f"[kmtpe] base model: loaded {base_path} (resume)")
-    else:
-        if cfg.resume:
-            raise SearchError(
-                f"Cannot resume: {base_path} is missing; pass the base model with --checkpoint."
-            )
-        log(f"[kmtpe] base model: training {model_name} for {cfg.base_epochs} epochs on {device}")
-        result = train(
-            base,
-            data,
-            epochs=int(cfg.base_epochs or 0),
-            max_lr=cfg.final_lr,
-            batch_size=cfg.batch_size,
-            seed=cfg.seed,
-            device=device,
-        )
-        log(f"[kmtpe] base model: {result.seconds:.1f} s, last epoch loss {result.final_loss:.4f}")
-        save_checkpoint(base, base_path, meta=meta)
-    base.to(device)
+    base = _base_model(cfg, data, out, device, log)
     base_val = evaluate(base, data, "val", device=device)
     base_test = evaluate(base, data, "test", device=device)
     log(f"[kmtpe] base model (float): val accuracy {base_val:.4f}, test {base_test:.4f}")
 
-    # --- Cost model and limits. ------------------------------------------------------------
+    # --- Cost model, search space (from the study on resume, else from the Hessian), limits.
     with torch.device("meta"):
         meta_model = build_model(model_name, data.num_classes)
     cost = DSPPackingModel(meta_model, data.input_shape)
-    plan = width_plan(model_name, data.num_classes)
-
-    # --- Search space: from the study on resume, else from the Hessian. -------------------
-    if cfg.resume:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-        stored = study.user_attrs
-        _check_resume(stored, cfg, model_name)
-        space = MixedPrecisionSpace.from_json(stored[_ATTR + "space"])
+    study = optuna.load_study(study_name=study_name, storage=storage) if cfg.resume else None
+    if study is not None:
+        _check_resume(study.user_attrs, cfg, model_name)
+        space = MixedPrecisionSpace.from_json(study.user_attrs[_ATTR + "space"])
         log(f"[kmtpe] search space: read from the study ({len(space.layers)} layers)")
     else:
-        hess_batches = list(
-            batches(
-                data,
-                "train",
-                cfg.batch_size,
-                shuffle=True,
-                generator=torch.Generator().manual_seed(cfg.seed),
-                device=device,
-            )
-        )[: cfg.hessian_batches]
-        t0 = time.perf_counter()
-        traces = hessian_traces(
-            base,
-            F.cross_entropy,
-            hess_batches,
-            max_samples=cfg.hessian_samples,
-            rtol=cfg.hessian_rtol,
-            min_samples=min(5, cfg.hessian_samples),
-            seed=cfg.seed,
-            progress=progress,
-        )
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            space = prune_search_space(
-                traces,
-                n_clusters=cfg.n_clusters,
-                width_layers=list(width_groups(model_name, data.num_classes)),
-            )
-        for w in caught:
-            log(f"[kmtpe] note: {w.message}")
-        log(
-            f"[kmtpe] Hessian traces: {len(traces)} layers in {time.perf_counter() - t0:.1f} s; "
-            f"space 10^{space.log10_size(pruned=False):.1f} -> 10^{space.log10_size():.1f} "
-            "configurations after pruning"
-        )
+        space = _pruned_space(cfg, base, data, device, progress, log)
     atomic_write(out / "space.json", lambda f: f.write(space.to_json(indent=2)))
-
-    limits, limit_note = _limits(cfg, cost)
-    if limit_note:
-        log(f"[kmtpe] limits: {limit_note}")
-    try:
-        limits.check_attainable(
-            cost,
-            [list(space.bits[la]) for la in space.layers],
-            [list(space.widths.get(la, (1.0,))) for la in space.layers],
-        )
-    except ValueError as e:
-        raise SearchError(str(e)) from None
+    limits = _checked_limits(cfg, cost, space, log)
     limit_dict = {k: v for k, v in asdict(limits).items() if v is not None}
+    pareto_metrics = ["size_mb"] + (["latency_ms"] if limits.latency_ms is not None else [])
 
     # --- Study. -----------------------------------------------------------------------------
-    multi = cfg.objective == "pareto"
-    pareto_metrics = ["size_mb"] + (["latency_ms"] if limits.latency_ms is not None else [])
-    if not cfg.resume:
-        from optuna_kmtpe._objective import pareto_directions
-
-        directions = pareto_directions(pareto_metrics) if multi else ["maximize"]
-        study = optuna.create_study(
-            study_name=study_name,
-            storage=storage,
-            directions=directions,  # type: ignore[arg-type]
+    if study is None:
+        study = _create_study(
+            storage,
+            study_name,
+            cfg,
+            {
+                "model": model_name,
+                "dataset": cfg.dataset,
+                "dataset_label": data.label,
+                "num_classes": data.num_classes,
+                "objective": cfg.objective,
+                "sampler": cfg.sampler,
+                "limits": limit_dict,
+                "space": space.to_json(),
+                "pareto_metrics": pareto_metrics,
+            },
         )
-        for key, value in {
-            "model": model_name,
-            "dataset": cfg.dataset,
-            "dataset_label": data.label,
-            "num_classes": data.num_classes,
-            "objective": cfg.objective,
-            "sampler": cfg.sampler,
-            "limits": limit_dict,
-            "space": space.to_json(),
-            "pareto_metrics": pareto_metrics,
-        }.items():
-            study.set_user_attr(_ATTR + key, value)
-    n_retry = _requeue_interrupted(study, storage, local, log)
+    elif study.user_attrs.get(_ATTR + "limits") != limit_dict:
+        raise SearchError(
+            f"The study to resume was run with the limits {study.user_attrs.get(_ATTR + 'limits')}"
+            f", the options give {limit_dict}; its trials' feasibility was judged against the "
+            "former. Pass the same limit options, or start a new study (--out / --study-name)."
+        )
+    n_retry = _requeue_interrupted(study, storage, local)
     counted = _counted(study)
     remaining = max(cfg.trials - counted, 0)
     study.sampler = make_sampler(cfg.sampler, cfg.seed + len(study.trials), cfg.startup)
@@ -473,90 +365,13 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
         + (f" ({n_retry} interrupted trial(s) re-queued)" if n_retry else "")
         + f"; sampler {cfg.sampler}, objective {cfg.objective}"
     )
-
-    base_state = {k: v.detach().clone() for k, v in base.state_dict().items()}
-
-    def build_candidate(bits: list[int], widths: list[float]) -> torch.nn.Module:
-        from optuna_kmtpe._inherit import inherit_weights
-        from optuna_kmtpe._quant import quantize_model
-
-        base.load_state_dict(base_state)
-        net = build_model(model_name, data.num_classes, widths=widths).to(device)
-        inherit_weights(base, net, plan, seed=cfg.seed)
-        return quantize_model(net, bits, inplace=True)
-
-    def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
-        from optuna_kmtpe._objective import lagrangian
-        from optuna_kmtpe._objective import pareto_values
-        from optuna_kmtpe._objective import set_constraints
-
-        conf = space.suggest(trial)
-        bits, widths = conf.bits_list(), conf.widths_list()
-        report = cost.evaluate(bits, widths)
-        violations = limits.violations(report)
-        feasible = all(v <= 0 for v in violations.values())
-        attrs: dict[str, Any] = {
-            "layers": list(space.layers),
-            "bits": bits,
-            "widths": _effective_widths(plan, widths),
-            "size_mb": report.size_mb,
-            "speedup": report.speedup,
-            "latency_ms": report.latency_ms,
-            "energy_mj": report.energy_mj,
-            "feasible": feasible,
-            "violations": violations,
-        }
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-        if cfg.objective != "lagrangian":
-            set_constraints(trial, report, limits)
-        accuracy = 0.0
-        trained = feasible or cfg.train_infeasible
-        if trained:
-            t0 = time.perf_counter()
-            net = build_candidate(bits, widths)
-            try:
-                train(
-                    net,
-                    data,
-                    epochs=cfg.epochs,
-                    max_lr=cfg.lr,
-                    batch_size=cfg.batch_size,
-                    seed=cfg.seed + trial.number,
-                    device=device,
-                )
-                accuracy = evaluate(net, data, "val", device=device)
-            except DivergenceError as e:
-                trial.set_user_attr("fail_reason", f"diverged: {e}")
-                raise
-            trial.set_user_attr("train_seconds", time.perf_counter() - t0)
-        trial.set_user_attr("trained", trained)
-        trial.set_user_attr("accuracy", accuracy)
-        if multi:
-            return pareto_values(accuracy, report, pareto_metrics)
-        if cfg.objective == "lagrangian":
-            return lagrangian(accuracy, report, limits)
-        return accuracy
-
-    def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        a = trial.user_attrs
-        if trial.state.name == "FAIL":
-            log(f"[kmtpe] trial {trial.number} FAILED: {a.get('fail_reason', 'error')}")
-        elif not progress:  # with the progress bar, per-trial lines would break it
-            acc = f"{a['accuracy']:.4f}" if a.get("trained") else "not trained"
-            log(
-                f"[kmtpe] trial {trial.number}: acc {acc}, {a.get('size_mb', 0):.4g} MB, "
-                f"speedup {a.get('speedup', 0):.2f}x, "
-                f"{'feasible' if a.get('feasible') else 'over a limit'}, bits {a.get('bits')}"
-            )
-        write_table(trials_table(study), out / "results.csv")
-
+    candidates = _Candidates(base, model_name, data.num_classes, device, cfg.seed)
     if remaining:
         study.optimize(
-            objective,
+            _Objective(cfg, data, space, cost, limits, pareto_metrics, candidates),
             n_trials=remaining,
             catch=(DivergenceError,),
-            callbacks=[after_trial],
+            callbacks=[_TrialLog(out, progress, log)],
             show_progress_bar=progress,
             gc_after_trial=False,
         )
@@ -564,19 +379,6 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
     write_table(table, out / "results.csv")
 
     # --- Choose, plot, final training. ------------------------------------------------------
-    chosen = _choose(study)
-    title = f"{model_name} on {data.label}, sampler {cfg.sampler}"
-    files = {"results": str(out / "results.csv"), "space": str(out / "space.json")}
-    for p in write_plots(
-        study,
-        table,
-        out,
-        chosen=None if chosen is None else chosen.number,
-        title=title,
-        size_limit_mb=limits.size_mb,
-    ):
-        files[p.stem] = str(p)
-    n_failed = sum(t.state.name == "FAIL" for t in study.trials)
     n_complete = sum(t.state.name == "COMPLETE" for t in study.trials)
     res = SearchResult(
         dataset=cfg.dataset,
@@ -596,7 +398,7 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
         trial=None,
         n_trials=len(study.trials),
         n_complete=n_complete,
-        n_failed=n_failed,
+        n_failed=sum(t.state.name == "FAIL" for t in study.trials),
         limits=limit_dict,
         base_val_accuracy=base_val,
         base_test_accuracy=base_test,
@@ -607,18 +409,336 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
         storage=storage_url,
         study_name=study_name,
         out=str(out),
-        files=files,
     )
+    chosen = _choose(study)
+    res.files = _write_plots(study, table, out, chosen, res, limits.size_mb)
     if chosen is None:
         res.message = (
             f"No configuration met the limits {limit_dict} in {n_complete} completed trials "
-            f"({n_failed} failed). Relax the limits, run more trials (--resume --trials N), or "
-            "pass --train-infeasible to see the accuracy of the ones that broke a limit."
+            f"({res.n_failed} failed). Relax the limits, run more trials (--resume --trials N), "
+            "or pass --train-infeasible to see the accuracy of the ones that broke a limit."
         )
-        res.seconds = time.perf_counter() - started
-        atomic_write(out / "result.json", lambda f: json.dump(res.to_dict(), f, indent=2))
-        files["result"] = str(out / "result.json")
-        return res
+    else:
+        _finish(res, chosen, space, data, candidates, cfg, log)
+    res.seconds = time.perf_counter() - started
+    res.files["result"] = str(out / "result.json")
+    atomic_write(out / "result.json", lambda f: json.dump(res.to_dict(), f, indent=2))
+    return res
+
+
+def _check_study_name(storage: Any, storage_url: str, study_name: str, resume: bool) -> None:
+    """Refuse to overwrite an existing study, and to resume a missing one."""
+    import optuna
+
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    if study_name in existing and not resume:
+        n = existing[study_name].n_trials
+        raise SearchError(
+            f"Study {study_name!r} already exists in {storage_url} ({n} trials). Pass --resume "
+            "to continue it, or choose another --out / --study-name to start afresh."
+        )
+    if resume and study_name not in existing:
+        raise SearchError(
+            f"Nothing to resume: no study {study_name!r} in {storage_url}. Run without --resume."
+        )
+
+
+def _base_model(
+    cfg: SearchConfig, data: Any, out: Path, device: Any, log: Callable[[str], None]
+) -> Any:
+    """The float base model on ``device``: from ``--checkpoint``, ``OUT/base_model.pt`` on
+    resume, or trained now (and saved there)."""
+    import torch
+
+    from optuna_kmtpe._checkpoint import load_checkpoint
+    from optuna_kmtpe._checkpoint import save_checkpoint
+    from optuna_kmtpe._models import build_model
+    from optuna_kmtpe._train import train
+
+    torch.manual_seed(cfg.seed)
+    base = build_model(str(cfg.model), data.num_classes)
+    base_path = out / "base_model.pt"
+    if cfg.checkpoint is not None:
+        load_checkpoint(base, cfg.checkpoint)
+        log(f"[kmtpe] base model: loaded {cfg.checkpoint}")
+    elif cfg.resume and base_path.is_file():
+        load_checkpoint(base, base_path)
+        log(f"[kmtpe] base model: loaded {base_path} (resume)")
+    else:
+        if cfg.resume:
+            raise SearchError(
+                f"Cannot resume: {base_path} is missing; pass the base model with --checkpoint."
+            )
+        log(f"[kmtpe] base model: training {cfg.model} for {cfg.base_epochs} epochs on {device}")
+        result = train(
+            base,
+            data,
+            epochs=int(cfg.base_epochs or 0),
+            max_lr=cfg.final_lr,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            device=device,
+        )
+        log(f"[kmtpe] base model: {result.seconds:.1f} s, last epoch loss {result.final_loss:.4f}")
+        save_checkpoint(base, base_path, meta=_checkpoint_meta(cfg, data))
+    return base.to(device)
+
+
+def _checkpoint_meta(cfg: SearchConfig, data: Any) -> dict[str, Any]:
+    return {"model": cfg.model, "dataset": cfg.dataset, "num_classes": data.num_classes}
+
+
+def _pruned_space(
+    cfg: SearchConfig,
+    base: Any,
+    data: Any,
+    device: Any,
+    progress: bool,
+    log: Callable[[str], None],
+) -> Any:
+    """Hessian traces of the base model on ``hessian_batches`` training batches, clustered
+    into the pruned :class:`~optuna_kmtpe.MixedPrecisionSpace`."""
+    import torch
+    import torch.nn.functional as F
+
+    from optuna_kmtpe._models import width_groups
+    from optuna_kmtpe._search_space import prune_search_space
+    from optuna_kmtpe._sensitivity import hessian_traces
+    from optuna_kmtpe._train import batches
+
+    hess_batches = itertools.islice(
+        batches(
+            data,
+            "train",
+            cfg.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(cfg.seed),
+            device=device,
+        ),
+        cfg.hessian_batches,
+    )
+    t0 = time.perf_counter()
+    traces = hessian_traces(
+        base,
+        F.cross_entropy,
+        hess_batches,
+        max_samples=cfg.hessian_samples,
+        rtol=cfg.hessian_rtol,
+        min_samples=min(5, cfg.hessian_samples),
+        seed=cfg.seed,
+        progress=progress,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        space = prune_search_space(
+            traces,
+            n_clusters=cfg.n_clusters,
+            width_layers=list(width_groups(str(cfg.model), data.num_classes)),
+        )
+    for w in caught:
+        log(f"[kmtpe] note: {w.message}")
+    log(
+        f"[kmtpe] Hessian traces: {len(traces)} layers in {time.perf_counter() - t0:.1f} s; "
+        f"space 10^{space.log10_size(pruned=False):.1f} -> 10^{space.log10_size():.1f} "
+        "configurations after pruning"
+    )
+    return space
+
+
+def _checked_limits(cfg: SearchConfig, cost: Any, space: Any, log: Callable[[str], None]) -> Any:
+    """The limits in force (logged), refused if no configuration of ``space`` meets them."""
+    limits, limit_note = _limits(cfg, cost)
+    if limit_note:
+        log(f"[kmtpe] limits: {limit_note}")
+    try:
+        limits.check_attainable(
+            cost,
+            [list(space.bits[la]) for la in space.layers],
+            [list(space.widths.get(la, (1.0,))) for la in space.layers],
+        )
+    except ValueError as e:
+        raise SearchError(str(e)) from None
+    return limits
+
+
+def _create_study(storage: Any, study_name: str, cfg: SearchConfig, attrs: dict[str, Any]) -> Any:
+    """A new study whose user attributes (prefixed ``kmtpe:``) are ``attrs``."""
+    import optuna
+
+    from optuna_kmtpe._objective import pareto_directions
+
+    multi = cfg.objective == "pareto"
+    directions = pareto_directions(attrs["pareto_metrics"]) if multi else ["maximize"]
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        directions=directions,  # type: ignore[arg-type]
+    )
+    for key, value in attrs.items():
+        study.set_user_attr(_ATTR + key, value)
+    return study
+
+
+@dataclass
+class _Candidates:
+    """Builds candidates: the width-scaled model initialised from the trained base model
+    (:mod:`optuna_kmtpe._inherit`) and fake-quantised (:mod:`optuna_kmtpe._quant`)."""
+
+    base: Any
+    model_name: str
+    num_classes: int
+    device: Any
+    seed: int
+
+    @property
+    def plan(self) -> Any:
+        from optuna_kmtpe._models import width_plan
+
+        return width_plan(self.model_name, self.num_classes)
+
+    def build(self, bits: list[int], widths: list[float]) -> Any:
+        from optuna_kmtpe._inherit import inherit_weights
+        from optuna_kmtpe._models import build_model
+        from optuna_kmtpe._quant import quantize_model
+
+        net = build_model(self.model_name, self.num_classes, widths=widths).to(self.device)
+        inherit_weights(self.base, net, self.plan, seed=self.seed)
+        return quantize_model(net, bits, inplace=True)
+
+
+@dataclass
+class _Objective:
+    """One trial: suggest, cost, and (when feasible or ``train_infeasible``) train and score.
+
+    Every measurement goes into the trial's user attributes (the study is the record).
+    """
+
+    cfg: SearchConfig
+    data: Any
+    space: Any
+    cost: Any
+    limits: Any
+    pareto_metrics: list[str]
+    candidates: _Candidates
+
+    def __call__(self, trial: Any) -> float | tuple[float, ...]:
+        from optuna_kmtpe._objective import lagrangian
+        from optuna_kmtpe._objective import pareto_values
+        from optuna_kmtpe._objective import set_constraints
+        from optuna_kmtpe._train import DivergenceError
+        from optuna_kmtpe._train import evaluate
+        from optuna_kmtpe._train import train
+
+        cfg = self.cfg
+        conf = self.space.suggest(trial)
+        bits, widths = conf.bits_list(), conf.widths_list()
+        report = self.cost.evaluate(bits, widths)
+        violations = self.limits.violations(report)
+        feasible = all(v <= 0 for v in violations.values())
+        attrs: dict[str, Any] = {
+            "layers": list(self.space.layers),
+            "bits": bits,
+            "widths": self.candidates.plan.effective_widths(widths).tolist(),
+            "size_mb": report.size_mb,
+            "speedup": report.speedup,
+            "latency_ms": report.latency_ms,
+            "energy_mj": report.energy_mj,
+            "feasible": feasible,
+            "violations": violations,
+        }
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        if cfg.objective != "lagrangian":
+            set_constraints(trial, report, self.limits)
+        accuracy = 0.0
+        trained = feasible or cfg.train_infeasible
+        if trained:
+            t0 = time.perf_counter()
+            device = self.candidates.device
+            net = self.candidates.build(bits, widths)
+            try:
+                train(
+                    net,
+                    self.data,
+                    epochs=cfg.epochs,
+                    max_lr=cfg.lr,
+                    batch_size=cfg.batch_size,
+                    seed=cfg.seed + trial.number,
+                    device=device,
+                )
+                accuracy = evaluate(net, self.data, "val", device=device)
+            except DivergenceError as e:
+                trial.set_user_attr("fail_reason", f"diverged: {e}")
+                raise
+            trial.set_user_attr("train_seconds", time.perf_counter() - t0)
+        trial.set_user_attr("trained", trained)
+        trial.set_user_attr("accuracy", accuracy)
+        if cfg.objective == "pareto":
+            return pareto_values(accuracy, report, self.pareto_metrics)
+        if cfg.objective == "lagrangian":
+            return lagrangian(accuracy, report, self.limits)
+        return accuracy
+
+
+@dataclass
+class _TrialLog:
+    """Study callback: a line per trial (failures always) and ``results.csv`` rewritten."""
+
+    out: Path
+    progress: bool
+    log: Callable[[str], None]
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        from optuna_kmtpe._report import trials_table
+        from optuna_kmtpe._report import write_table
+
+        a = trial.user_attrs
+        if trial.state.name == "FAIL":
+            self.log(f"[kmtpe] trial {trial.number} FAILED: {a.get('fail_reason', 'error')}")
+        elif not self.progress:  # with the progress bar, per-trial lines would break it
+            acc = f"{a['accuracy']:.4f}" if a.get("trained") else "not trained"
+            self.log(
+                f"[kmtpe] trial {trial.number}: acc {acc}, {a.get('size_mb', 0):.4g} MB, "
+                f"speedup {a.get('speedup', 0):.2f}x, "
+                f"{'feasible' if a.get('feasible') else 'over a limit'}, bits {a.get('bits')}"
+            )
+        write_table(trials_table(study), self.out / "results.csv")
+
+
+def _write_plots(
+    study: Any, table: Any, out: Path, chosen: Any, res: SearchResult, size_limit: float | None
+) -> dict[str, str]:
+    """The plots of :func:`optuna_kmtpe._report.write_plots`; returns ``files`` of the result."""
+    from optuna_kmtpe._report import write_plots
+
+    files = {"results": str(out / "results.csv"), "space": str(out / "space.json")}
+    for p in write_plots(
+        study,
+        table,
+        out,
+        chosen=None if chosen is None else chosen.number,
+        title=f"{res.model} on {res.dataset_label}, sampler {res.sampler}",
+        size_limit_mb=size_limit,
+    ):
+        files[p.stem] = str(p)
+    return files
+
+
+def _finish(
+    res: SearchResult,
+    chosen: Any,
+    space: Any,
+    data: Any,
+    candidates: _Candidates,
+    cfg: SearchConfig,
+    log: Callable[[str], None],
+) -> None:
+    """Fill ``res`` from the chosen trial, write ``best_config.json``, and train, score and
+    save the final model (``final_epochs > 0``)."""
+    from optuna_kmtpe._checkpoint import save_checkpoint
+    from optuna_kmtpe._train import DivergenceError
+    from optuna_kmtpe._train import evaluate
+    from optuna_kmtpe._train import train
 
     a = chosen.user_attrs
     res.bits, res.widths, res.trial, res.feasible = (
@@ -630,15 +750,15 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
     res.val_accuracy = float(a["accuracy"])
     res.size_mb, res.speedup = float(a["size_mb"]), float(a["speedup"])
     res.latency_ms, res.energy_mj = float(a["latency_ms"]), float(a["energy_mj"])
-    conf = space.configuration(chosen.params)
+    out = Path(res.out)
     atomic_write(
         out / "best_config.json",
         lambda f: json.dump(
             {
-                "model": model_name,
-                "dataset": data.label,
+                "model": res.model,
+                "dataset": res.dataset_label,
                 "trial": chosen.number,
-                "layers": list(space.layers),
+                "layers": res.layers,
                 "bits": res.bits,
                 "widths": res.widths,
                 "params": chosen.params,
@@ -651,11 +771,15 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
             indent=2,
         ),
     )
-    files["best_config"] = str(out / "best_config.json")
+    res.files["best_config"] = str(out / "best_config.json")
     res.accuracy = res.val_accuracy
-    if res.final_epochs > 0:
-        log(f"[kmtpe] final model: trial {chosen.number}, training {res.final_epochs} epochs")
-        net = build_candidate(conf.bits_list(), conf.widths_list())
+    if res.final_epochs <= 0:
+        return
+    log(f"[kmtpe] final model: trial {chosen.number}, training {res.final_epochs} epochs")
+    conf = space.configuration(chosen.params)
+    net = candidates.build(conf.bits_list(), conf.widths_list())
+    device = candidates.device
+    try:
         train(
             net,
             data,
@@ -665,17 +789,19 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
             seed=cfg.seed,
             device=device,
         )
-        res.val_accuracy = evaluate(net, data, "val", device=device)
-        res.test_accuracy = evaluate(net, data, "test", device=device)
-        res.accuracy = res.test_accuracy
-        save_checkpoint(
-            net, out / "final_model.pt", meta={**meta, "bits": res.bits, "widths": res.widths}
+    except DivergenceError as e:  # the search's results stand; say so instead of crashing
+        res.message = (
+            f"The final training diverged ({e}); the accuracy is the chosen trial's validation "
+            "accuracy. Retry with a lower --final-lr (the study is kept: add --resume)."
         )
-        files["final_model"] = str(out / "final_model.pt")
-    res.seconds = time.perf_counter() - started
-    files["result"] = str(out / "result.json")
-    atomic_write(out / "result.json", lambda f: json.dump(res.to_dict(), f, indent=2))
-    return res
+        log(f"[kmtpe] {res.message}")
+        return
+    res.val_accuracy = evaluate(net, data, "val", device=device)
+    res.test_accuracy = evaluate(net, data, "test", device=device)
+    res.accuracy = res.test_accuracy
+    meta = {**_checkpoint_meta(cfg, data), "bits": res.bits, "widths": res.widths}
+    save_checkpoint(net, out / "final_model.pt", meta=meta)
+    res.files["final_model"] = str(out / "final_model.pt")
 
 
 def _check_resume(stored: dict[str, Any], cfg: SearchConfig, model_name: str) -> None:
@@ -700,7 +826,7 @@ def _counted(study: Any) -> int:
     return n
 
 
-def _requeue_interrupted(study: Any, storage: Any, local: bool, log: Callable[[str], None]) -> int:
+def _requeue_interrupted(study: Any, storage: Any, local: bool) -> int:
     """Mark trials a killed run left RUNNING as FAIL (own local storage only: elsewhere other
     workers may be running them, and Optuna's heartbeat handles stale ones), and enqueue a
     re-run of every interrupted trial that has none yet."""

@@ -23,8 +23,10 @@ batches so that each batch gets the same number of probes (up to one). The estim
 mean of all samples, i.e. the trace of the Hessian of the loss averaged over the given
 batches, and the standard error is the sample standard deviation over all samples divided by
 ``sqrt(n)``. With several batches this also counts the spread between batches, which makes
-it conservative for the given batches and exact for the expected Hessian over batches drawn
-at random from the data.
+it conservative for the given batches. It is *not* an error bar for the trace over the whole
+data set: with ``B`` random batches of spread ``s_b`` and ``n`` probes of spread ``s_w``, that
+error is ``sqrt(s_b**2 / B + s_w**2 / n)``, while the pooled formula gives about
+``sqrt((s_b**2 + s_w**2) / n)``, which is smaller as soon as a batch gets several probes.
 """
 
 from __future__ import annotations

@@ -110,6 +110,23 @@ class WidthPlan:
             groups.setdefault(self.names[self.leader[i]], []).append(name)
         return groups
 
+    def effective_widths(self, widths: Sequence[float] | np.ndarray) -> np.ndarray:
+        """The multiplier that actually sets each layer's output width under ``widths``.
+
+        A tie group's members take their leader's entry, depthwise layers that of the layer at
+        the root of their chain, and fixed layers (and depthwise chains fed by the model
+        input) 1.
+
+        Args:
+            widths: One positive multiplier per layer, in layer order (already validated).
+
+        Returns:
+            One float per layer; ``scaled_channels`` of the base width and these gives the
+            output channels of every layer that is not depthwise.
+        """
+        own = np.where(self.fixed, 1.0, np.asarray(widths, dtype=float)[self.leader])
+        return np.where(self.depthwise, np.append(own, 1.0)[self._root], own)
+
     def channels(self, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Output channels, input channels and groups of every layer under ``widths``.
 

@@ -110,6 +110,20 @@ def test_depthwise_follows_input() -> None:
     assert (dw.in_channels, dw.out_channels, dw.groups) == (40, 40, 40)
 
 
+@pytest.mark.parametrize("name", ["resnet20", "mobilenetv1", "mobilenetv2"])
+def test_effective_widths_give_the_built_channels(name: str) -> None:
+    plan = width_plan(name, 10)
+    widths = np.random.default_rng(0).choice([0.75, 0.875, 1.125, 1.25], plan.num_layers)
+    eff = plan.effective_widths(widths)
+    out, _, _ = plan.channels(widths)
+    assert not plan.fixed[:-1].all() and eff[-1] == 1.0  # the classifier keeps width 1
+    normal = ~plan.depthwise
+    assert (scaled_channels(plan.out_base, eff)[normal] == out[normal]).all()
+    assert (eff[normal] == np.where(plan.fixed, 1.0, widths[plan.leader])[normal]).all()
+    for i in np.flatnonzero(plan.depthwise):  # a depthwise conv follows its producer
+        assert eff[i] == eff[plan.producer[i]] if plan.producer[i] >= 0 else eff[i] == 1.0
+
+
 def test_linear_after_flatten_keeps_spatial_factor() -> None:
     model = build_model("small_cnn", 10, [1, 0.75, 1, 1])
     assert model.get_submodule("fc1").weight.shape == (64, 24 * 16)

@@ -254,3 +254,21 @@ def test_nan_is_not_hidden_by_the_quantisers() -> None:
     with torch.no_grad():
         conv.weight.fill_(float("nan"))
     assert torch.isnan(conv(torch.ones(1, 1, 2, 2))).all()
+
+
+@pytest.mark.parametrize("name", ["resnet18_cifar", "resnet20"])
+def test_inherit_weights_through_residual_blocks(name: str) -> None:
+    # torchvision-style blocks (identity / 1x1 downsample) keep the function when widened;
+    # ResNet-20's option-A shortcuts zero-pad at both ends, so there it does not (documented).
+    torch.manual_seed(0)
+    plan = width_plan(name, 10)
+    base = build_model(name, 10)
+    with torch.no_grad():  # BatchNorm statistics other than the initial 0 / 1
+        base(torch.randn(8, *input_shape(name)))
+    base.eval()
+    wide = build_model(name, 10, widths=1.25)
+    inherit_weights(base, wide, plan, noise=0.0).eval()
+    x = torch.randn(4, *input_shape(name))
+    with torch.no_grad():
+        same = torch.allclose(wide(x), base(x), rtol=1e-4, atol=1e-5)
+    assert same == (name == "resnet18_cifar")

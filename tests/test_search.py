@@ -241,3 +241,40 @@ def test_no_configuration_met_the_limits_is_said_at_the_end(
     assert "NO CONFIGURATION MET THE LIMITS" in captured.out
     result = json.loads((tmp_path / "b" / "result.json").read_text())
     assert result["feasible"] is False and "No configuration met the limits" in result["message"]
+
+
+def test_resume_with_other_limits_is_refused(tmp_path: Path) -> None:
+    # The trials' feasibility was judged against the study's limits; resuming under other
+    # limits would mix two judgements in one study and could choose a trial that breaks them.
+    run_search(_tiny(tmp_path, trials=2, final_epochs=0), log=lambda m: None)
+    study = _study(tmp_path, "kmtpe-small_cnn-digits")
+    limit = study.user_attrs["kmtpe:limits"]["size_mb"]
+    config = _tiny(tmp_path, trials=3, final_epochs=0, resume=True, size_limit_mb=2 * limit)
+    with pytest.raises(SearchError, match="run with the limits"):
+        run_search(config, log=lambda m: None)
+    assert len(_study(tmp_path, "kmtpe-small_cnn-digits").trials) == 2
+    config.size_limit_mb = None  # the same (default) limit as the first run: resumes
+    assert run_search(config, log=lambda m: None).n_trials == 3
+
+
+def test_diverging_final_training_keeps_the_search_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optuna_kmtpe._train as train_module
+
+    real_train = train_module.train
+    calls = {"n": 0}
+
+    def poisoned(model: torch.nn.Module, data: Any, **kw: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 4:  # the base model, two candidates, then the final model
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("nan"))
+        return real_train(model, data, **kw)
+
+    monkeypatch.setattr(train_module, "train", poisoned)
+    result = run_search(_tiny(tmp_path, trials=2, startup=2, size_limit_mb=1.0), lambda m: None)
+    assert calls["n"] == 4 and result.feasible and result.test_accuracy is None
+    assert result.accuracy == result.val_accuracy and "final training diverged" in result.message
+    assert json.loads((tmp_path / "result.json").read_text())["message"] == result.message
+    assert not (tmp_path / "final_model.pt").exists()

@@ -178,6 +178,8 @@ def _summary(r: Any) -> str:
             "than FiP16)",
             f"  speedup     {r.speedup:.2f}x vs FiP16, latency {r.latency_ms:.4g} ms",
         ]
+        if r.message:
+            lines.append(f"  note        {r.message}")
     lines.append(f"  files       {r.out}/ ({', '.join(sorted(r.files))})")
     lines.append(f"  time        {r.seconds:.1f} s")
     return "\n".join(lines)
