@@ -66,7 +66,14 @@ def _storage(spec: str) -> optuna.storages.BaseStorage | str:
 
 
 def _worker(
-    spec: str, study_name: str, sampler: str, seed: int, n_trials: int, go: Event, out: Any
+    spec: str,
+    study_name: str,
+    sampler: str,
+    seed: int,
+    n_trials: int,
+    ready: Any,
+    go: Event,
+    out: Any,
 ) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -74,6 +81,7 @@ def _worker(
         KMeansTPESampler(seed=seed) if sampler == "kmeans-tpe" else TPESampler(seed=seed)
     )  # Both: 10 random startup trials, multivariate, constant liar.
     study = optuna.load_study(study_name=study_name, storage=_storage(spec), sampler=made)
+    ready.put(seed)
     go.wait()
     try:
         study.optimize(_objective, n_trials=n_trials)
@@ -85,16 +93,17 @@ def _worker(
 def _measure(spec: str, sampler: str, workers: int, trials: int) -> dict[str, Any]:
     name = f"bench-{sampler}-{workers}-{time.time_ns()}"
     optuna.create_study(study_name=name, storage=_storage(spec))
-    go, out = _SPAWN.Event(), _SPAWN.Queue()
+    ready, go, out = _SPAWN.Queue(), _SPAWN.Event(), _SPAWN.Queue()
     processes = [
         _SPAWN.Process(
-            target=_worker, args=(spec, name, sampler, seed, trials // workers, go, out)
+            target=_worker, args=(spec, name, sampler, seed, trials // workers, ready, go, out)
         )
         for seed in range(workers)
     ]
     for p in processes:
         p.start()
-    time.sleep(2.0 + 1.0 * workers)  # Let every worker import and load the study.
+    for _ in processes:  # Every worker has imported everything and loaded the study.
+        ready.get(timeout=120)
     start = time.time()
     go.set()
     results = [out.get(timeout=1800) for _ in processes]
