@@ -80,7 +80,7 @@ def study_identity(study: Study) -> tuple[int, int, str]:
     return (id(study._storage), study._study_id, study.study_name)
 
 
-def set_trial_system_attr(study: Study, trial: FrozenTrial, key: str, value: str) -> None:
+def set_trial_system_attr(study: Study, trial: FrozenTrial, key: str, value: str | int) -> None:
     """Write a system attribute of a running trial straight to the study's storage."""
     study._storage.set_trial_system_attr(trial._trial_id, key, value)
 

@@ -29,9 +29,15 @@ if TYPE_CHECKING:
 
 
 _RELATIVE_PARAMS_KEY = "kmtpe:relative_params"
+# Audit trail of a model-based proposal: the finished trials it saw and the k it scheduled.
+_N_FINISHED_KEY = "kmtpe:n_finished"
+_K_KEY = "kmtpe:k"
 # The value of a system attr must be shorter than 2046 characters on RDBStorage.
 _SYSTEM_ATTR_MAX_LENGTH = 2045
 _MIN_K = 3
+
+# (below, above, number of finished trials seen, scheduled k) of one proposal.
+_Split = tuple[list["FrozenTrial"], list["FrozenTrial"], int, int]
 
 
 class KMeansTPESampler(BaseSampler):
@@ -212,10 +218,15 @@ class KMeansTPESampler(BaseSampler):
     ) -> dict[str, Any]:
         if not search_space or self._in_startup(study):
             return {}
+        # One split per trial, shared by every group: they all see the same history.
+        split = self._split(study, trial)
         params: dict[str, Any] = {}
         for sub_space in self._split_into_groups(search_space):
-            params.update(self._sample(study, trial, sub_space))
+            params.update(self._sample(study, split, sub_space))
 
+        _, _, n_finished, k = split
+        _optuna_compat.set_trial_system_attr(study, trial, _N_FINISHED_KEY, n_finished)
+        _optuna_compat.set_trial_system_attr(study, trial, _K_KEY, k)
         if params and self._constant_liar:
             # Share the relative params with other workers, so their liar sees this trial's x.
             params_str = json.dumps(params)
@@ -254,7 +265,8 @@ class KMeansTPESampler(BaseSampler):
             return self._random_sampler.sample_independent(
                 study, trial, param_name, param_distribution
             )
-        return self._sample(study, trial, {param_name: param_distribution})[param_name]
+        split = self._split(study, trial)
+        return self._sample(study, split, {param_name: param_distribution})[param_name]
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         self._random_sampler.before_trial(study, trial)
@@ -273,9 +285,8 @@ class KMeansTPESampler(BaseSampler):
         trials = _optuna_compat.get_trials(study, states, use_cache=True)
         return len(trials) < self._n_startup_trials
 
-    def _sample(
-        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
+    def _split(self, study: Study, trial: FrozenTrial) -> _Split:
+        """Read the history from storage and split it; also the finished count and the k used."""
         states = [TrialState.COMPLETE, TrialState.PRUNED]
         if self._constant_liar:
             states.append(TrialState.RUNNING)
@@ -285,7 +296,12 @@ class KMeansTPESampler(BaseSampler):
         n_finished = sum(t.state != TrialState.RUNNING for t in trials)
         k = self.n_clusters(max(0, n_finished - self._n_startup_trials))
         below, above = split_trials_kmeans(study, trials, k)
+        return below, above, n_finished, k
 
+    def _sample(
+        self, study: Study, split: _Split, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        below, above, _, _ = split
         mpe_below = _optuna_compat.build_parzen_estimator(
             self._internal_repr(study, below, search_space), search_space
         )

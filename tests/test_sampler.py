@@ -226,3 +226,36 @@ def test_converges_on_a_simple_problem() -> None:
     random = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     random.optimize(lambda t: (t.suggest_float("x", -10, 10) - 2) ** 2, n_trials=60)
     assert study.best_value < 0.05 and study.best_value < random.best_value
+
+
+@pytest.mark.parametrize("constant_liar", [True, False])
+def test_model_based_trials_record_n_finished_and_k(constant_liar: bool) -> None:
+    sampler = KMeansTPESampler(
+        n_startup_trials=4, seed=0, constant_liar=constant_liar, k_schedule=lambda t: 3 + 2 * t
+    )
+    study = optuna.create_study(sampler=sampler)
+    writes: list[str] = []
+    original = sampler_module._optuna_compat.set_trial_system_attr
+
+    def spy(study: optuna.Study, trial: Any, key: str, value: str | int) -> None:
+        writes.append(f"{trial.number}:{key}")
+        original(study, trial, key, value)
+
+    with mock.patch.object(sampler_module._optuna_compat, "set_trial_system_attr", spy):
+        study.optimize(_mixed_objective, n_trials=9)
+    pruned = study.ask()
+    pruned.suggest_float("x", -5.0, 5.0)
+    study.tell(pruned, state=optuna.trial.TrialState.PRUNED)
+    study.optimize(_mixed_objective, n_trials=1)
+
+    recorded = [
+        (t.number, t.system_attrs.get("kmtpe:n_finished"), t.system_attrs.get("kmtpe:k"))
+        for t in study.trials
+    ]
+    startup = [(n, None, None) for n in range(4)]
+    model_based = [(n, n, 3 + 2 * (n - 4)) for n in range(4, 11)]
+    assert recorded == startup + model_based  # The pruned trial 9 counts for trial 10.
+    # One write per key and trial, not one per parameter (the space has 5-6 parameters).
+    for n in range(4, 9):
+        assert writes.count(f"{n}:kmtpe:n_finished") == 1
+        assert writes.count(f"{n}:kmtpe:k") == 1

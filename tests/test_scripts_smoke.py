@@ -40,3 +40,18 @@ def test_flat_convergence_benchmark(task: str) -> None:
         *("--tasks", task, "--workers", "1"),
     )
     assert f"('{task}', 12)" in out
+
+
+def test_shared_study_benchmark() -> None:
+    out = _run(
+        "benchmarks/bench_shared_study.py",
+        *("--trials", "12", "--workers", "1,2", "--samplers", "kmeans-tpe"),
+        *("--storages", "journal,sqlite"),
+    )
+    rows = [line.split("|") for line in out.splitlines() if "kmeans-tpe" in line]
+    assert [(r[1].strip(), r[3].strip(), r[4].strip()) for r in rows] == [
+        ("journal", "1", "12"),
+        ("journal", "2", "12"),
+        ("sqlite", "1", "12"),
+        ("sqlite", "2", "12"),
+    ]
