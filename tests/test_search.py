@@ -111,19 +111,8 @@ def test_pareto_objective_and_random_sampler(tmp_path: Path) -> None:
 def test_diverging_candidate_fails_and_study_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import optuna_kmtpe._train as train_module
-
-    real_train = train_module.train
-    calls = {"n": 0}
-
-    def poisoned(model: torch.nn.Module, data: Any, **kw: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 2:  # call 1: the base model; call 2: the first candidate trained.
-            with torch.no_grad():
-                next(model.parameters()).fill_(float("nan"))
-        return real_train(model, data, **kw)
-
-    monkeypatch.setattr(train_module, "train", poisoned)
+    # Call 1 trains the base model; call 2 the first candidate.
+    _poison_training_call(monkeypatch, 2)
     logs: list[str] = []
     result = run_search(_tiny(tmp_path, final_epochs=0), log=logs.append)
     states = [t.state.name for t in _study(tmp_path, "kmtpe-small_cnn-digits").trials]
@@ -260,6 +249,18 @@ def test_resume_with_other_limits_is_refused(tmp_path: Path) -> None:
 def test_diverging_final_training_keeps_the_search_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The base model, two candidates, then the final model.
+    calls = _poison_training_call(monkeypatch, 4)
+    result = run_search(_tiny(tmp_path, trials=2, startup=2, size_limit_mb=1.0), lambda m: None)
+    assert calls["n"] == 4 and result.feasible and result.test_accuracy is None
+    assert result.accuracy == result.val_accuracy and "final training diverged" in result.message
+    assert json.loads((tmp_path / "result.json").read_text())["message"] == result.message
+    assert not (tmp_path / "final_model.pt").exists()
+
+
+def _poison_training_call(monkeypatch: pytest.MonkeyPatch, call: int) -> dict[str, int]:
+    """Make the ``call``-th ``train`` of the pipeline start from NaN weights (it diverges);
+    returns the live count of ``train`` calls."""
     import optuna_kmtpe._train as train_module
 
     real_train = train_module.train
@@ -267,14 +268,10 @@ def test_diverging_final_training_keeps_the_search_result(
 
     def poisoned(model: torch.nn.Module, data: Any, **kw: Any) -> Any:
         calls["n"] += 1
-        if calls["n"] == 4:  # the base model, two candidates, then the final model
+        if calls["n"] == call:
             with torch.no_grad():
                 next(model.parameters()).fill_(float("nan"))
         return real_train(model, data, **kw)
 
     monkeypatch.setattr(train_module, "train", poisoned)
-    result = run_search(_tiny(tmp_path, trials=2, startup=2, size_limit_mb=1.0), lambda m: None)
-    assert calls["n"] == 4 and result.feasible and result.test_accuracy is None
-    assert result.accuracy == result.val_accuracy and "final training diverged" in result.message
-    assert json.loads((tmp_path / "result.json").read_text())["message"] == result.message
-    assert not (tmp_path / "final_model.pt").exists()
+    return calls
