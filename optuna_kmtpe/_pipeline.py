@@ -829,7 +829,8 @@ def _counted(study: Any) -> int:
 def _requeue_interrupted(study: Any, storage: Any, local: bool) -> int:
     """Mark trials a killed run left RUNNING as FAIL (own local storage only: elsewhere other
     workers may be running them, and Optuna's heartbeat handles stale ones), and enqueue a
-    re-run of every interrupted trial that has none yet."""
+    re-run of every interrupted trial that has none yet (one killed before its first
+    suggestion has nothing to re-run: the trial count is filled by a fresh trial)."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)

@@ -163,14 +163,35 @@ def test_resume_after_sigkill_loses_no_finished_trial(tmp_path: Path) -> None:
         assert complete[number] == params_value  # nothing finished before the kill is lost
     assert len(complete) == 10  # the study reaches its count
     # A trial the kill interrupted was marked failed and re-run with the parameters it had
-    # (a kill between two suggestions leaves some for the retry to suggest).
+    # (a kill between two suggestions leaves some for the retry to suggest); one killed
+    # before its first suggestion has nothing to re-run, and the count is filled anyway.
     for t in study.trials:
         if t.user_attrs.get("interrupted"):
             retry = [r for r in study.trials if r.user_attrs.get("retry_of") == t.number]
-            assert len(retry) == 1
-            assert {k: retry[0].params[k] for k in t.params} == t.params
+            assert len(retry) == (1 if t.params else 0)
+            for r in retry:
+                assert {k: r.params[k] for k in t.params} == t.params
     assert any("base model: loaded" in m for m in logs)
     assert any("read from the study" in m for m in logs)
+
+
+def test_requeue_reruns_interrupted_trials_that_had_parameters() -> None:
+    from optuna_kmtpe._pipeline import _requeue_interrupted
+
+    study = optuna.create_study()
+    with_params = study.ask()
+    with_params.suggest_int("w", 1, 8)
+    study.ask()  # killed before its first suggestion
+    n = _requeue_interrupted(study, study._storage, local=True)
+    assert n == 1
+    states = [t.state.name for t in study.trials]
+    assert states == ["FAIL", "FAIL", "WAITING"]
+    assert all(t.user_attrs.get("interrupted") for t in study.trials[:2])
+    assert study.trials[2].user_attrs["retry_of"] == with_params.number
+    assert study.trials[2].params == {} and study.trials[2].system_attrs["fixed_params"] == {
+        "w": with_params.params["w"]
+    }
+    assert _requeue_interrupted(study, study._storage, local=True) == 0  # already queued
 
 
 @pytest.mark.parametrize(
