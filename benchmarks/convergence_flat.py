@@ -20,7 +20,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from optuna_kmtpe import KMeansTPESampler
+from optuna_kmtpe._sampler_registry import make_sampler
 from optuna_kmtpe._synthetic import MixedPrecisionProxy
 from optuna_kmtpe._synthetic import TerracedRosenbrock
 
@@ -29,16 +29,6 @@ TASKS: dict[str, Callable[[optuna.Trial], float]] = {
     "mixed-precision": MixedPrecisionProxy(),
     "terraced-rosenbrock": TerracedRosenbrock(),
 }
-
-
-def make_sampler(name: str, seed: int, startup: int) -> optuna.samplers.BaseSampler:
-    if name == "kmeans-tpe":
-        return KMeansTPESampler(seed=seed, n_startup_trials=startup)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"unknown sampler {name!r}")
 
 
 def best_so_far(task: str, sampler: str, seed: int, trials: int, startup: int) -> np.ndarray:
@@ -54,7 +44,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--startup", type=int, default=20)
-    parser.add_argument("--samplers", default="kmeans-tpe,tpe,random")
+    parser.add_argument("--samplers", default="kmeans-tpe,kmeans-tpe-dead-zone,tpe,random")
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--checkpoints", default="20,40,60,100")
     parser.add_argument("--workers", type=int, default=2)

@@ -18,6 +18,7 @@ from optuna.samplers._lazy_random_state import LazyRandomState
 from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
 from optuna.samplers._tpe.parzen_estimator import _ParzenEstimatorParameters
 from optuna.samplers._tpe.sampler import _get_pruned_trial_score
+from optuna.samplers._tpe.sampler import default_gamma
 from optuna.samplers._tpe.sampler import default_weights
 from optuna.search_space.group_decomposed import _GroupDecomposedSearchSpace
 from optuna.study._multi_objective import _fast_non_domination_rank
@@ -35,6 +36,7 @@ __all__ = [
     "LazyRandomState",
     "ParzenEstimator",
     "build_parzen_estimator",
+    "default_gamma",
     "get_trials",
     "non_domination_ranks",
     "pruned_trial_score",

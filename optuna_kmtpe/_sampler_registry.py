@@ -12,6 +12,9 @@ from optuna_kmtpe._sampler import KMeansTPESampler
 
 SAMPLERS: dict[str, Callable[[int, int], BaseSampler]] = {
     "kmeans-tpe": lambda seed, startup: KMeansTPESampler(seed=seed, n_startup_trials=startup),
+    "kmeans-tpe-dead-zone": lambda seed, startup: KMeansTPESampler(
+        seed=seed, n_startup_trials=startup, split="dead-zone"
+    ),
     "tpe": lambda seed, startup: optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup),
     "tpe-univariate": lambda seed, startup: optuna.samplers.TPESampler(
         seed=seed, n_startup_trials=startup, multivariate=False

@@ -97,6 +97,13 @@ def test_rank_tests_identical_constant_samples() -> None:
 
 
 def test_markdown_summary_has_every_section() -> None:
-    text = markdown_summary(_trials(CURVES), [2, 4], focus="a", reference="b")
+    text = markdown_summary(_trials(CURVES), [2, 4], focus=["a"], reference="b")
     assert "median [IQR]" in text and "Trials to reach b" in text and "Mann-Whitney" in text
     assert "0.9000 [0.8500, 0.9500]" in text
+
+
+def test_markdown_summary_tests_each_focus_sampler_present() -> None:
+    text = markdown_summary(_trials(CURVES), [2, 4], focus=["a", "absent"], reference="b")
+    assert text.count("### Mann-Whitney U") == 1
+    text = markdown_summary(_trials(CURVES), [2, 4], focus=["a", "b"], reference="b")
+    assert "a vs b" in text and "b vs b" in text

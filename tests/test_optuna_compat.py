@@ -99,3 +99,7 @@ def test_group_decomposed_search_space() -> None:
     study.optimize(objective, n_trials=10)
     groups = _optuna_compat.GroupDecomposedSearchSpace(True).calculate(study).search_spaces
     assert {frozenset(g) for g in groups} >= {frozenset({"branch"})}
+
+
+def test_default_gamma_is_tpes_top_ten_percent_capped_at_25() -> None:
+    assert [_optuna_compat.default_gamma(n) for n in (1, 10, 11, 100, 1000)] == [1, 1, 2, 10, 25]

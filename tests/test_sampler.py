@@ -47,6 +47,9 @@ def _params_of(sampler: optuna.samplers.BaseSampler, n_trials: int = 25) -> list
         ({"n_ei_candidates": 0}, "`n_ei_candidates` must be an integer >= 1"),
         ({"k_schedule": 5}, "`k_schedule` must be a callable"),
         ({"group": True, "multivariate": False}, "``group`` option"),
+        ({"split": "median"}, r"`split` must be one of \('paper', 'dead-zone'\)"),
+        ({"split": "dead-zone", "gamma": 0.1}, "`gamma` must be a callable"),
+        ({"gamma": lambda n: 3}, '`gamma` is used only with split="dead-zone"'),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
@@ -259,3 +262,26 @@ def test_model_based_trials_record_n_finished_and_k(constant_liar: bool) -> None
     for n in range(4, 9):
         assert writes.count(f"{n}:kmtpe:n_finished") == 1
         assert writes.count(f"{n}:kmtpe:k") == 1
+
+
+def test_dead_zone_split_feeds_the_estimators_and_takes_a_custom_gamma() -> None:
+    seen: list[int] = []
+
+    def gamma(n: int) -> int:
+        seen.append(n)
+        return 2
+
+    sampler = KMeansTPESampler(n_startup_trials=5, seed=0, split="dead-zone", gamma=gamma)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(_mixed_objective, n_trials=9)
+    assert seen == [5, 6, 7, 8]  # once per model-based trial, with the finished count
+    below, above, n_finished, k = sampler._split(study, study.ask())
+    assert len(below) == 2 and n_finished == 9 and k == sampler.n_clusters(4)
+    assert not {t.number for t in below} & {t.number for t in above}
+
+
+def test_dead_zone_and_paper_splits_propose_differently() -> None:
+    paper = _params_of(KMeansTPESampler(n_startup_trials=5, seed=0), n_trials=25)
+    dead_zone = _params_of(KMeansTPESampler(n_startup_trials=5, seed=0, split="dead-zone"), 25)
+    assert paper[:5] == dead_zone[:5]  # the same random startup
+    assert paper[5:] != dead_zone[5:]

@@ -76,6 +76,7 @@ objective_values = st.one_of(
             "constant_liar": st.booleans(),
             "k_init": st.integers(3, 6),
             "alpha": st.floats(0.5, 1.0),
+            "split": st.sampled_from(["paper", "dead-zone"]),
         }
     ),
 )

@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 import pytest
 
+from optuna_kmtpe._split import split_trials_dead_zone
 from optuna_kmtpe._split import split_trials_kmeans
 
 
@@ -157,3 +158,63 @@ def test_multi_objective_clusters_non_domination_ranks(direction: str) -> None:
     below, above = split_trials_kmeans(study, trials, k=3)
     assert _numbers(below) == [0, 1, 2]
     assert _numbers(above) == [5]
+
+
+def _one(n: int) -> int:
+    return 1
+
+
+def test_dead_zone_l_is_tpes_top_and_the_rest_of_its_cluster_is_ignored() -> None:
+    study = optuna.create_study(direction="minimize")
+    below, above = split_trials_dead_zone(study, _trials(_VALUES), 3, _one)
+    assert _numbers(below) == [0]  # TPE's top trial
+    assert _numbers(above) == [3, 4, 5, 6, 7]  # 1 and 2 share its cluster: in neither
+    # Where the top trials reach into the middle cluster, the dead zone is that cluster's rest.
+    below, above = split_trials_dead_zone(study, _trials(_VALUES), 3, lambda n: 4)
+    assert _numbers(below) == [0, 1, 2, 3]
+    assert _numbers(above) == [6, 7]
+
+
+def test_dead_zone_with_k_as_large_as_the_distinct_values_is_tpes_split() -> None:
+    study = optuna.create_study(direction="maximize")
+    below, above = split_trials_dead_zone(study, _trials(_VALUES), 8, lambda n: 2)
+    tpe_below, tpe_above = tpe_split_trials(study, _trials(_VALUES), 2)
+    assert _numbers(below) == _numbers(tpe_below) == [6, 7]
+    assert _numbers(above) == _numbers(tpe_above)
+
+
+def test_dead_zone_keeps_trials_tied_with_l_out_of_g() -> None:
+    # TPE's top 10% takes one of the four tied best trials and puts the other three in g.
+    values: list[float | None] = [0.9, 0.9, 0.9, 0.9, 0.5, 0.5, 0.1, 0.1, 0.1, 0.1]
+    study = optuna.create_study(direction="maximize")
+    below, above = split_trials_dead_zone(study, _trials(values), 10, _one)
+    assert _numbers(below) == [0]  # ties broken by trial number, as in TPE
+    assert _numbers(above) == [4, 5, 6, 7, 8, 9]
+    _, tpe_above = tpe_split_trials(study, _trials(values), 1)
+    assert {1, 2, 3} <= set(_numbers(tpe_above))
+
+
+def test_dead_zone_running_pruned_infeasible_and_infinite_values() -> None:
+    values: list[float | None] = [math.inf, 1.0, 1.1, 9.0, 9.1, -math.inf, 5.0, None, None, 0.0]
+    states = [TrialState.COMPLETE] * 7 + [TrialState.RUNNING, TrialState.PRUNED]
+    states.append(TrialState.COMPLETE)
+    trials = _trials(values, states, constraints={9: 1.0})
+    below, above = split_trials_dead_zone(optuna.create_study(), trials, 3, lambda n: 2)
+    # -inf is the best trial, then 1.0; 1.1 shares 1.0's cluster; +inf is the worst.
+    assert _numbers(below) == [1, 5]
+    assert _numbers(above) == [0, 3, 4, 6, 7, 8, 9]
+
+
+def test_dead_zone_without_complete_trials_falls_back_like_the_paper_split() -> None:
+    intermediate = {0: {1: 0.2}, 1: {3: 0.9}, 2: {3: 0.4}}
+    trials = _trials([None] * 3, [TrialState.PRUNED] * 3, intermediate=intermediate)
+    study = optuna.create_study(direction="minimize")
+    assert split_trials_dead_zone(study, trials, 3, _one) == split_trials_kmeans(study, trials, 3)
+
+
+@pytest.mark.parametrize("n_below", [0, 100])
+def test_dead_zone_clips_the_size_of_l(n_below: int) -> None:
+    below, _ = split_trials_dead_zone(
+        optuna.create_study(), _trials(_VALUES), 3, lambda n: n_below
+    )
+    assert len(below) == min(max(n_below, 1), len(_VALUES))

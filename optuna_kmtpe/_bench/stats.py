@@ -118,10 +118,11 @@ def markdown_summary(
     trials: pd.DataFrame,
     checkpoints: Sequence[int],
     *,
-    focus: str = "kmeans-tpe",
+    focus: Sequence[str] = ("kmeans-tpe", "kmeans-tpe-dead-zone"),
     reference: str = "tpe",
 ) -> str:
-    """A markdown report: spread table, trials to target, and rank tests of focus vs reference."""
+    """A markdown report: spread table, trials to target, and rank tests of each ``focus``
+    sampler present against ``reference``."""
     samplers = list(dict.fromkeys(trials["sampler"]))
     table = spread(trials, checkpoints)
     cells = table.apply(
@@ -142,10 +143,12 @@ def markdown_summary(
             targets.to_markdown(floatfmt=".4g"),
             "",
         ]
-    if focus in samplers and reference in samplers:
-        tests = rank_tests(trials, focus, reference, checkpoints)
+    for name in focus:
+        if name not in samplers or reference not in samplers:
+            continue
+        tests = rank_tests(trials, name, reference, checkpoints)
         parts += [
-            f"### Mann-Whitney U, {focus} vs {reference} (a_better: P({focus} beats {reference}))",
+            f"### Mann-Whitney U, {name} vs {reference} (a_better: P({name} beats {reference}))",
             "",
             tests.to_markdown(floatfmt=".3g"),
             "",

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 
-_DEFAULT_SAMPLERS = "kmeans-tpe,tpe,tpe-univariate,random"
+_DEFAULT_SAMPLERS = "kmeans-tpe,kmeans-tpe-dead-zone,tpe,tpe-univariate,random"
 
 
 def register(subparsers: Any) -> None:
