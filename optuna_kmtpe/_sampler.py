@@ -121,14 +121,10 @@ class KMeansTPESampler(BaseSampler):
             ``>= 3``.
         split:
             ``"paper"`` (default): the paper's rule, ``l`` from the best cluster and ``g`` from
-            the worst one. ``"dead-zone"``: ``l`` from the ``gamma(n)`` best trials as in
-            TPE, ``g`` from every cluster worse than the ones holding them; the other members
-            of those clusters are left out of both, so near-best trials never push ``g`` up
-            where ``l`` is. It beats the paper's rule on every benchmark task here
-            (``docs/results.md``).
-        gamma:
-            For ``split="dead-zone"``: maps the number of finished trials to the size of
-            ``l``. Default: Optuna's TPE rule ``min(ceil(0.1 * n), 25)``.
+            the worst one. ``"dead-zone"``: ``l`` from TPE's ``min(ceil(0.1 n), 25)`` best of
+            the ``n`` trials, ``g`` from every cluster worse than the ones holding them; the
+            other members of those clusters are left out of both, so trials about as good as
+            the best never push ``g`` up where ``l`` is. RESULTS-TODO
     """
 
     def __init__(
@@ -144,7 +140,6 @@ class KMeansTPESampler(BaseSampler):
         alpha: float = 0.98,
         k_schedule: Callable[[int], int] | None = None,
         split: str = "paper",
-        gamma: Callable[[int], int] | None = None,
     ) -> None:
         _check_int("n_startup_trials", n_startup_trials, minimum=0)
         _check_int("n_ei_candidates", n_ei_candidates, minimum=1)
@@ -155,10 +150,6 @@ class KMeansTPESampler(BaseSampler):
             raise ValueError(f"`k_schedule` must be a callable or None, but got {k_schedule!r}.")
         if split not in SPLITS:
             raise ValueError(f"`split` must be one of {SPLITS}, but got {split!r}.")
-        if gamma is not None and not callable(gamma):
-            raise ValueError(f"`gamma` must be a callable or None, but got {gamma!r}.")
-        if gamma is not None and split != "dead-zone":
-            raise ValueError('`gamma` is used only with split="dead-zone"; drop it or set split.')
         if group and multivariate is False:
             raise ValueError(
                 "``group`` option can only be enabled when ``multivariate`` is enabled."
@@ -180,7 +171,6 @@ class KMeansTPESampler(BaseSampler):
         self._alpha = float(alpha)
         self._k_schedule = k_schedule
         self._split_rule = split
-        self._gamma = gamma or _optuna_compat.default_gamma
         self._rng = _optuna_compat.LazyRandomState(seed)
         self._random_sampler = RandomSampler(seed=seed)
         # Incremental caches of the search space, rebuilt from storage whenever the sampler
@@ -318,7 +308,7 @@ class KMeansTPESampler(BaseSampler):
         n_finished = sum(t.state != TrialState.RUNNING for t in trials)
         k = self.n_clusters(max(0, n_finished - self._n_startup_trials))
         if self._split_rule == "dead-zone":
-            below, above = split_trials_dead_zone(study, trials, k, self._gamma)
+            below, above = split_trials_dead_zone(study, trials, k, _optuna_compat.default_gamma)
         else:
             below, above = split_trials_kmeans(study, trials, k)
         return below, above, n_finished, k

@@ -48,8 +48,6 @@ def _params_of(sampler: optuna.samplers.BaseSampler, n_trials: int = 25) -> list
         ({"k_schedule": 5}, "`k_schedule` must be a callable"),
         ({"group": True, "multivariate": False}, "``group`` option"),
         ({"split": "median"}, r"`split` must be one of \('paper', 'dead-zone'\)"),
-        ({"split": "dead-zone", "gamma": 0.1}, "`gamma` must be a callable"),
-        ({"gamma": lambda n: 3}, '`gamma` is used only with split="dead-zone"'),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
@@ -264,20 +262,15 @@ def test_model_based_trials_record_n_finished_and_k(constant_liar: bool) -> None
         assert writes.count(f"{n}:kmtpe:k") == 1
 
 
-def test_dead_zone_split_feeds_the_estimators_and_takes_a_custom_gamma() -> None:
-    seen: list[int] = []
-
-    def gamma(n: int) -> int:
-        seen.append(n)
-        return 2
-
-    sampler = KMeansTPESampler(n_startup_trials=5, seed=0, split="dead-zone", gamma=gamma)
+def test_dead_zone_split_gives_l_tpes_size() -> None:
+    sampler = KMeansTPESampler(n_startup_trials=5, seed=0, split="dead-zone")
     study = optuna.create_study(sampler=sampler)
-    study.optimize(_mixed_objective, n_trials=9)
-    assert seen == [5, 6, 7, 8]  # once per model-based trial, with the finished count
+    study.optimize(_mixed_objective, n_trials=25)
     below, above, n_finished, k = sampler._split(study, study.ask())
-    assert len(below) == 2 and n_finished == 9 and k == sampler.n_clusters(4)
+    assert n_finished == 25 and k == sampler.n_clusters(20)
+    assert len(below) == 3  # min(ceil(0.1 * 25), 25), TPE's gamma
     assert not {t.number for t in below} & {t.number for t in above}
+    assert len(below) + len(above) < 25  # the rest of l's clusters is in neither
 
 
 def test_dead_zone_and_paper_splits_propose_differently() -> None:
