@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from optuna_kmtpe._bench.stats import spread
 
     if args.seeds < 1 or (args.trials is not None and args.trials < 1) or args.jobs < 1:
-        print("error: --seeds, --trials and --jobs must be positive integers.", file=sys.stderr)
+        print("kmtpe bench: error: --seeds, --trials and --jobs must be positive integers.", file=sys.stderr)
         return 2
     try:
         trials = run_benchmark(
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
         )
     except (ValueError, ImportError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"kmtpe bench: error: {e}", file=sys.stderr)
         return 2
     max_trial = int(trials["trial"].max())
     checkpoints = [c for c in (int(x) for x in args.checkpoints.split(",")) if c <= max_trial]
