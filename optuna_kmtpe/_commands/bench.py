@@ -53,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
     from optuna_kmtpe._bench.stats import spread
 
     if args.seeds < 1 or (args.trials is not None and args.trials < 1) or args.jobs < 1:
-        print("kmtpe bench: error: --seeds, --trials and --jobs must be positive integers.", file=sys.stderr)
+        print(
+            "kmtpe bench: error: --seeds, --trials and --jobs must be positive integers.",
+            file=sys.stderr,
+        )
         return 2
     try:
         trials = run_benchmark(
