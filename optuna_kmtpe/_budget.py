@@ -22,6 +22,8 @@ Two checks keep the total at ``target`` without any coordinator:
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 from typing import TYPE_CHECKING
 
@@ -33,10 +35,21 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 
-__all__ = ["FAIL_REASON", "SURPLUS", "StopAtTarget", "Surplus", "claim", "counted", "is_counted"]
+__all__ = [
+    "FAIL_REASON",
+    "SURPLUS",
+    "StopAtTarget",
+    "Surplus",
+    "claim",
+    "counted",
+    "fail_stale",
+    "is_counted",
+    "open_slots",
+]
 
 FAIL_REASON = "fail_reason"
 SURPLUS = "surplus"
+WORKER = "worker"
 _IN_FLIGHT = ("RUNNING", "WAITING")
 
 
@@ -59,23 +72,35 @@ def _committed(trials: Sequence[FrozenTrial], states: Sequence[str]) -> int:
     return sum(is_counted(t) or t.state.name in states for t in trials)
 
 
-def open_slots(study: optuna.Study, target: int) -> int:
-    """``target`` minus the counted and the RUNNING trials (stale ones failed first)."""
+def fail_stale(study: optuna.Study) -> None:
+    """Fail the RUNNING trials whose heartbeat stopped (RDB storages with heartbeat)."""
+    import warnings
+
     import optuna
 
-    optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():  # experimental since v2.9, public and unchanged since
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def open_slots(study: optuna.Study, target: int) -> int:
+    """``target`` minus the counted and the RUNNING trials (stale ones failed first)."""
+    fail_stale(study)
     return target - _committed(study.get_trials(deepcopy=False), ("RUNNING",))
 
 
 def claim(trial: optuna.Trial, target: int) -> None:
     """Let ``trial`` run, or mark it ``surplus`` and raise :class:`Surplus`.
 
-    Call it first in the objective, before any ``suggest_*``.
+    Call it first in the objective, before any ``suggest_*``. A trial that runs records
+    ``host:pid`` of its process in the user attribute ``worker``.
     """
     others = [t for t in trial.study.get_trials(deepcopy=False) if t.number != trial.number]
     done = sum(is_counted(t) for t in others)
     ahead = sum(t.state.name in _IN_FLIGHT and t.number < trial.number for t in others)
-    if done + ahead >= target:
+    if done + ahead < target:
+        trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
+    else:
         trial.set_user_attr(SURPLUS, True)
         raise Surplus(
             f"trial {trial.number} not run: the other workers cover the {target} trials "

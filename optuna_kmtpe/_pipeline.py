@@ -40,6 +40,7 @@ import warnings
 from optuna_kmtpe._budget import claim
 from optuna_kmtpe._budget import counted
 from optuna_kmtpe._budget import FAIL_REASON
+from optuna_kmtpe._budget import fail_stale
 from optuna_kmtpe._budget import open_slots
 from optuna_kmtpe._budget import StopAtTarget
 from optuna_kmtpe._budget import SURPLUS
@@ -592,7 +593,7 @@ def _wait_for_running(study: Any, storage: Any, log: Callable[[str], None]) -> N
             log(f"[kmtpe] waiting for {len(running)} trial(s) running in other processes")
             said = True
         time.sleep(_POLL_S)
-        optuna.storages.fail_stale_trials(study)
+        fail_stale(study)
 
 
 def _base_model(
