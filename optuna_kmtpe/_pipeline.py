@@ -48,6 +48,7 @@ from optuna_kmtpe._budget import Surplus
 from optuna_kmtpe._checkpoint import atomic_write
 from optuna_kmtpe._sampler_registry import make_sampler
 from optuna_kmtpe._sampler_registry import SAMPLERS as SAMPLER_FACTORIES
+from optuna_kmtpe._storage import open_storage
 
 
 __all__ = [
@@ -62,8 +63,6 @@ __all__ = [
 SAMPLERS = tuple(SAMPLER_FACTORIES)
 OBJECTIVES = ("lagrangian", "constraints", "pareto")
 _ATTR = "kmtpe:"
-_JOURNAL = "journal:"
-_SQLITE_TIMEOUT_S = 60
 _POLL_S = 2.0
 
 
@@ -268,47 +267,14 @@ def _limits(config: SearchConfig, cost: Any) -> tuple[Any, str]:
 
 
 def _storage(config: SearchConfig, out: Path) -> tuple[Any, str, bool]:
-    """Optuna storage object, its URL, and whether it is this run's own local file.
-
-    ``journal:PATH`` (``journal:///abs/path`` also works) is a journal file; anything else
-    is an RDB URL. SQLite waits up to a minute for a lock held by another worker.
-    """
+    """Optuna storage object (:func:`optuna_kmtpe._storage.open_storage`), its URL, and
+    whether it is this run's own local file."""
     url = config.storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    local = config.storage is None
     try:
-        storage = _journal(url) if url.startswith(_JOURNAL) else _rdb(url)
+        storage = open_storage(url)
     except Exception as e:
         raise SearchError(f"Cannot open the study storage {url!r}: {type(e).__name__}: {e}") from e
-    return storage, url, local
-
-
-def _journal(url: str) -> Any:
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    path = Path(url[len(_JOURNAL) :].removeprefix("//"))
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"the folder {str(path.parent)!r} of the journal file is missing")
-    return JournalStorage(JournalFileBackend(str(path)))
-
-
-def _rdb(url: str) -> Any:
-    import optuna
-
-    engine_kwargs = (
-        {"connect_args": {"timeout": _SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else None
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=60,
-            grace_period=180,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=1
-            ),
-        )
+    return storage, url, config.storage is None
 
 
 def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -> SearchResult:

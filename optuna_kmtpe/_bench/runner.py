@@ -9,6 +9,13 @@ Layout of a results folder::
 A study's rows are appended only once the study has finished, and the file is rewritten
 atomically on resume, so a killed run loses at most the studies that were in flight; running
 the same command again skips every study already in the file.
+
+Shared-storage mode (:func:`run_shared_benchmark`, ``kmtpe bench --storage URL``): every study
+lives in the storage under :data:`STUDY_NAME`, so it resumes mid-study, and any number of
+processes or machines running the same command split the work: a process joins any study
+that is not full, and the shared budget (:mod:`optuna_kmtpe._budget`) keeps each study at
+exactly ``n_trials`` counted trials. ``trials.csv`` is rebuilt from the storage and holds the
+studies that are complete.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ FORMAT = "kmtpe-bench/1"
 COLUMNS = ["task", "sampler", "seed", "trial", "state", "value", "best_so_far", "sampler_seconds"]
 TRIALS_FILE = "trials.csv"
 MANIFEST_FILE = "manifest.json"
+
+STUDY_NAME = "kmtpe-bench/{task}/{sampler}/{seed}"
 
 Unit = tuple[str, str, int]
 
@@ -69,7 +78,15 @@ def run_study(
         ]
         seconds = [sampler.seconds.get(t.number, 0.0) for t in study.trials]
 
-    sign = 1.0 if task.direction == "maximize" else -1.0
+    return _rows((task_name, sampler_name, seed), task.direction, outcomes, seconds)
+
+
+def _rows(
+    unit: Unit, direction: str, outcomes: list[tuple[str, float]], seconds: list[float]
+) -> list[dict[str, object]]:
+    """CSV rows of one study: its trials' (state, value) in order and sampler seconds."""
+    task_name, sampler_name, seed = unit
+    sign = 1.0 if direction == "maximize" else -1.0
     best = -math.inf
     rows: list[dict[str, object]] = []
     for number, ((state, value), spent) in enumerate(zip(outcomes, seconds)):
@@ -141,22 +158,7 @@ def run_benchmark(
     complete in ``out`` with the same trial count are skipped.
     """
     tasks, samplers = list(tasks), list(samplers)
-    budgets = {}
-    for name in tasks:
-        task = get_task(name)
-        if task.needs_data_dir and data_dir is None:
-            raise ValueError(
-                f"Task {name!r} reads its dataset from --data-dir; pass the folder that holds "
-                "it (e.g. CIFAR-100's cifar-100-python/), or run the offline proxy task "
-                "'quant-digits' instead."
-            )
-        budgets[name] = (
-            n_trials or task.n_trials,
-            task.n_startup_trials if n_startup_trials is None else n_startup_trials,
-        )
-    for name in samplers:
-        make_sampler(name, 0, 0)  # Fail on an unknown name before any work.
-
+    budgets = _budgets(tasks, samplers, n_trials, n_startup_trials, data_dir)
     frame = open_results(out)
     counts = frame.groupby(["task", "sampler", "seed"]).size()
     done = {u for u, n in counts.items() if u[0] in budgets and n == budgets[u[0]][0]}
@@ -167,12 +169,7 @@ def run_benchmark(
         frame = frame[[u not in stale for u in units]]
         _write_atomically(frame, out / TRIALS_FILE)
 
-    # Seed-major order: a run stopped early still has every sampler on the same seeds.
-    todo: list[Unit] = [
-        (t, s, int(seed))
-        for seed, t, s in itertools.product(seeds, tasks, samplers)
-        if (t, s, int(seed)) not in done
-    ]
+    todo = [u for u in _units(tasks, samplers, seeds) if u not in done]
     bar = tqdm(total=len(todo), desc="studies", disable=not progress)
 
     def append(rows: list[dict[str, object]]) -> None:
@@ -189,6 +186,37 @@ def run_benchmark(
         _run_parallel(todo, budgets, jobs, append, data_dir)
     bar.close()
     return pd.read_csv(out / TRIALS_FILE) if (out / TRIALS_FILE).exists() else frame
+
+
+def _budgets(
+    tasks: list[str],
+    samplers: list[str],
+    n_trials: int | None,
+    n_startup_trials: int | None,
+    data_dir: str | None,
+) -> dict[str, tuple[int, int]]:
+    """(n_trials, n_startup_trials) per task; refuses unknown names and missing data."""
+    budgets = {}
+    for name in tasks:
+        task = get_task(name)
+        if task.needs_data_dir and data_dir is None:
+            raise ValueError(
+                f"Task {name!r} reads its dataset from --data-dir; pass the folder that holds "
+                "it (e.g. CIFAR-100's cifar-100-python/), or run the offline proxy task "
+                "'quant-digits' instead."
+            )
+        budgets[name] = (
+            n_trials or task.n_trials,
+            task.n_startup_trials if n_startup_trials is None else n_startup_trials,
+        )
+    for name in samplers:
+        make_sampler(name, 0, 0)  # Fail on an unknown name before any work.
+    return budgets
+
+
+def _units(tasks: list[str], samplers: list[str], seeds: Iterable[int]) -> list[Unit]:
+    # Seed-major order: a run stopped early still has every sampler on the same seeds.
+    return [(t, s, int(seed)) for seed, t, s in itertools.product(seeds, tasks, samplers)]
 
 
 def _run_parallel(
