@@ -133,7 +133,20 @@ def test_journal_file_storage(tmp_path: Path) -> None:
     journal = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.log"))
     )
-    assert len(optuna.load_study(study_name=NAME, storage=journal).trials) == 3
+    study = optuna.load_study(study_name=NAME, storage=journal)
+    assert len(study.trials) == 3
+    # A killed worker's trial stays RUNNING (no heartbeat) and counts as in flight ...
+    study.ask().suggest_int("stale", 0, 1)
+    logs: list[str] = []
+    again.trials = 4
+    run_search(again, log=logs.append)
+    assert counted(study) == 3 and any("without heartbeat" in m for m in logs)
+    # ... until a resume with --requeue-running fails it and re-runs its parameters.
+    again.requeue_running = True
+    run_search(again, log=lambda m: None)
+    states = [t.state.name for t in study.trials]
+    assert counted(study) == 4 and states[3] == "FAIL" and states.count("RUNNING") == 0
+    assert study.trials[4].user_attrs["retry_of"] == 3
     missing = _tiny(tmp_path, storage=f"journal:{tmp_path / 'none' / 'study.log'}")
     with pytest.raises(SearchError, match="journal file is missing"):
         run_search(missing, log=lambda m: None)
