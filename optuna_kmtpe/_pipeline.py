@@ -37,9 +37,18 @@ import time
 from typing import Any
 import warnings
 
+from optuna_kmtpe._budget import claim
+from optuna_kmtpe._budget import counted
+from optuna_kmtpe._budget import FAIL_REASON
+from optuna_kmtpe._budget import fail_stale
+from optuna_kmtpe._budget import open_slots
+from optuna_kmtpe._budget import StopAtTarget
+from optuna_kmtpe._budget import SURPLUS
+from optuna_kmtpe._budget import Surplus
 from optuna_kmtpe._checkpoint import atomic_write
 from optuna_kmtpe._sampler_registry import make_sampler
 from optuna_kmtpe._sampler_registry import SAMPLERS as SAMPLER_FACTORIES
+from optuna_kmtpe._storage import open_storage
 
 
 __all__ = [
@@ -54,7 +63,7 @@ __all__ = [
 SAMPLERS = tuple(SAMPLER_FACTORIES)
 OBJECTIVES = ("lagrangian", "constraints", "pareto")
 _ATTR = "kmtpe:"
-_COUNTED_STATES = ("COMPLETE", "PRUNED")
+_POLL_S = 2.0
 
 
 class SearchError(ValueError):
@@ -69,6 +78,14 @@ class SearchConfig:
     ``digits``: ``small_cnn``, 20 base epochs, 30 final epochs; CIFAR-10: ``resnet20``;
     CIFAR-100: ``resnet18_cifar``; 30 base epochs, 90 final epochs (the paper) for CIFAR.
     When no limit is given, the size limit defaults to the model at 4 bits, width 1.
+
+    ``workers`` processes run the trials (this one and ``workers - 1`` spawned ones), each
+    with ``threads`` torch threads (default 1 when ``workers > 1``). ``final=False`` runs
+    trials only (no choice, plots, final model or ``result.json``): for the other machines
+    of a shared study. ``requeue_running`` fails and re-queues every RUNNING trial on resume
+    (no other process may be running one). ``worker_index`` is set by the launcher for its
+    spawned workers; worker ``i`` seeds its sampler with ``seed + i`` plus the number of
+    trials already in the study.
     """
 
     dataset: str = "digits"
@@ -101,6 +118,11 @@ class SearchConfig:
     storage: str | None = None
     study_name: str | None = None
     resume: bool = False
+    workers: int = 1
+    threads: int | None = None
+    final: bool = True
+    requeue_running: bool = False
+    worker_index: int = 0
     device: str | None = None
     progress: bool | None = None
 
@@ -170,10 +192,19 @@ def _resolve(config: SearchConfig) -> SearchConfig:
         raise SearchError(f"Unknown sampler {config.sampler!r}; choose from {SAMPLERS}.")
     if config.objective not in OBJECTIVES:
         raise SearchError(f"Unknown objective {config.objective!r}; choose from {OBJECTIVES}.")
-    for name in ("trials", "epochs", "batch_size", "hessian_batches", "hessian_samples"):
+    for name in (
+        "trials",
+        "epochs",
+        "batch_size",
+        "hessian_batches",
+        "hessian_samples",
+        "workers",
+    ):
         value = getattr(config, name)
         if int(value) != value or value < (0 if name == "epochs" else 1):
             raise SearchError(f"`{name}` must be a positive integer, got {value!r}.")
+    if config.threads is not None and config.threads < 1:
+        raise SearchError(f"`threads` must be a positive integer, got {config.threads!r}.")
     if config.startup < 0:
         raise SearchError(f"`startup` must be >= 0, got {config.startup}.")
     for name in ("size_limit_mb", "latency_limit_ms", "min_speedup"):
@@ -236,25 +267,14 @@ def _limits(config: SearchConfig, cost: Any) -> tuple[Any, str]:
 
 
 def _storage(config: SearchConfig, out: Path) -> tuple[Any, str, bool]:
-    """Optuna storage object, its URL, and whether it is this run's own local file."""
-    import optuna
-
+    """Optuna storage object (:func:`optuna_kmtpe._storage.open_storage`), its URL, and
+    whether it is this run's own local file."""
     url = config.storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    local = config.storage is None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
-                url,
-                heartbeat_interval=60,
-                grace_period=180,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=1
-                ),
-            )
+        storage = open_storage(url)
     except Exception as e:
         raise SearchError(f"Cannot open the study storage {url!r}: {type(e).__name__}: {e}") from e
-    return storage, url, local
+    return storage, url, config.storage is None
 
 
 def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -> SearchResult:
@@ -282,7 +302,6 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
     from optuna_kmtpe._report import trials_table
     from optuna_kmtpe._report import write_table
     from optuna_kmtpe._search_space import MixedPrecisionSpace
-    from optuna_kmtpe._train import DivergenceError
     from optuna_kmtpe._train import evaluate
     from optuna_kmtpe._train import pick_device
 
@@ -312,9 +331,11 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
     log(f"[kmtpe] data: {data.summary()}")
     _check_input_shape(model_name, data.num_classes, data.input_shape)
     base = _base_model(cfg, data, out, device, log)
-    base_val = evaluate(base, data, "val", device=device)
-    base_test = evaluate(base, data, "test", device=device)
-    log(f"[kmtpe] base model (float): val accuracy {base_val:.4f}, test {base_test:.4f}")
+    base_val = base_test = None
+    if cfg.final:  # only the process that reports the result needs the base accuracy
+        base_val = evaluate(base, data, "val", device=device)
+        base_test = evaluate(base, data, "test", device=device)
+        log(f"[kmtpe] base model (float): val accuracy {base_val:.4f}, test {base_test:.4f}")
 
     # --- Cost model, search space (from the study on resume, else from the Hessian), limits.
     with torch.device("meta"):
@@ -356,25 +377,25 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
             f", the options give {limit_dict}; its trials' feasibility was judged against the "
             "former. Pass the same limit options, or start a new study (--out / --study-name)."
         )
-    n_retry = _requeue_interrupted(study, storage, local)
-    counted = _counted(study)
-    remaining = max(cfg.trials - counted, 0)
-    study.sampler = make_sampler(cfg.sampler, cfg.seed + len(study.trials), cfg.startup)
+    n_retry = 0
+    if cfg.worker_index == 0:  # the launcher, before it starts any worker of its own
+        n_retry = _requeue_interrupted(study, storage, local or cfg.requeue_running)
+    slots = max(open_slots(study, cfg.trials), 0)
+    study.sampler = make_sampler(
+        cfg.sampler, cfg.seed + cfg.worker_index + len(study.trials), cfg.startup
+    )
     log(
-        f"[kmtpe] study {study_name!r} in {storage_url}: {counted} trials done, {remaining} to go"
+        f"[kmtpe] study {study_name!r} in {storage_url}: {counted(study)} trials done, "
+        f"{slots} to go"
         + (f" ({n_retry} interrupted trial(s) re-queued)" if n_retry else "")
         + f"; sampler {cfg.sampler}, objective {cfg.objective}"
     )
+    _note_running_without_heartbeat(study, storage, log)
     candidates = _Candidates(base, model_name, data.num_classes, device, cfg.seed)
-    if remaining:
-        study.optimize(
-            _Objective(cfg, data, space, cost, limits, pareto_metrics, candidates),
-            n_trials=remaining,
-            catch=(DivergenceError,),
-            callbacks=[_TrialLog(out, progress, log)],
-            show_progress_bar=progress,
-            gc_after_trial=False,
-        )
+    objective = _Objective(cfg, data, space, cost, limits, pareto_metrics, candidates)
+    _run_trials(study, objective, cfg, slots, _TrialLog(out, progress, log), log)
+    if cfg.final:
+        _wait_for_running(study, storage, log)
     table = trials_table(study)
     write_table(table, out / "results.csv")
 
@@ -398,7 +419,7 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
         trial=None,
         n_trials=len(study.trials),
         n_complete=n_complete,
-        n_failed=sum(t.state.name == "FAIL" for t in study.trials),
+        n_failed=sum(t.state.name == "FAIL" and SURPLUS not in t.user_attrs for t in study.trials),
         limits=limit_dict,
         base_val_accuracy=base_val,
         base_test_accuracy=base_test,
@@ -410,6 +431,12 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
         study_name=study_name,
         out=str(out),
     )
+    if not cfg.final:
+        res.message = (
+            f"trials only (--no-final): the study has {counted(study)} of {cfg.trials} trials; "
+            "the process that runs without --no-final chooses and trains the final model."
+        )
+        return res
     chosen = _choose(study)
     res.files = _write_plots(study, table, out, chosen, res, limits.size_mb)
     if chosen is None:
@@ -441,6 +468,98 @@ def _check_study_name(storage: Any, storage_url: str, study_name: str, resume: b
         raise SearchError(
             f"Nothing to resume: no study {study_name!r} in {storage_url}. Run without --resume."
         )
+
+
+def _run_trials(
+    study: Any,
+    objective: _Objective,
+    cfg: SearchConfig,
+    slots: int,
+    trial_log: _TrialLog,
+    log: Callable[[str], None],
+) -> None:
+    """Run trials here and in ``workers - 1`` spawned processes until the study holds
+    ``cfg.trials`` counted trials (:mod:`optuna_kmtpe._budget`), then wait for the workers."""
+    from optuna_kmtpe._train import DivergenceError
+
+    if slots <= 0:
+        return
+    workers = [_spawn_worker(cfg, i) for i in range(1, min(cfg.workers, slots))]
+    _set_threads(cfg.threads or (1 if cfg.workers > 1 else None))
+    try:
+        study.optimize(
+            objective,
+            n_trials=slots,
+            catch=(DivergenceError, Surplus),
+            callbacks=[trial_log, StopAtTarget(cfg.trials)],
+            show_progress_bar=trial_log.progress and cfg.workers == 1,
+            gc_after_trial=False,
+        )
+    finally:
+        for i, worker in enumerate(workers, start=1):
+            worker.join()
+            if worker.exitcode != 0:
+                log(f"[kmtpe] worker {i} exited with status {worker.exitcode}; see its log")
+
+
+def _spawn_worker(cfg: SearchConfig, index: int) -> Any:
+    """A spawned process that joins the study as worker ``index`` (trials only)."""
+    import multiprocessing
+
+    worker_cfg = SearchConfig(**asdict(cfg))
+    worker_cfg.resume, worker_cfg.final, worker_cfg.progress = True, False, False
+    worker_cfg.worker_index, worker_cfg.workers = index, 1
+    worker_cfg.threads = cfg.threads or 1
+    process = multiprocessing.get_context("spawn").Process(
+        target=_worker_main, args=(worker_cfg,), name=f"kmtpe-worker-{index}"
+    )
+    process.start()
+    return process
+
+
+def _worker_main(cfg: SearchConfig) -> None:
+    """Entry point of a spawned worker: its log lines say which worker wrote them."""
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(cfg.threads))
+    tag = f"[kmtpe w{cfg.worker_index}]"
+    run_search(cfg, log=lambda m: _stderr(m.replace("[kmtpe]", tag, 1)))
+
+
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def _note_running_without_heartbeat(study: Any, storage: Any, log: Callable[[str], None]) -> None:
+    import optuna
+
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    if running and not isinstance(storage, optuna.storages.RDBStorage):
+        log(
+            f"[kmtpe] note: {len(running)} trial(s) RUNNING in a storage without heartbeat "
+            "(journal file); they count as in progress. If no process runs them any more "
+            "(killed), stop every worker and rerun with --resume --requeue-running."
+        )
+
+
+def _wait_for_running(study: Any, storage: Any, log: Callable[[str], None]) -> None:
+    """Before the final steps, wait for trials other machines still run (RDB storages: a
+    dead machine's trials are failed by the heartbeat; journal files have none: no wait)."""
+    import optuna
+
+    states = (optuna.trial.TrialState.RUNNING,)
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        return
+    said = False
+    while running := study.get_trials(deepcopy=False, states=states):
+        if not said:
+            log(f"[kmtpe] waiting for {len(running)} trial(s) running in other processes")
+            said = True
+        time.sleep(_POLL_S)
+        fail_stale(study)
 
 
 def _base_model(
@@ -630,6 +749,7 @@ class _Objective:
         from optuna_kmtpe._train import train
 
         cfg = self.cfg
+        claim(trial, cfg.trials)
         conf = self.space.suggest(trial)
         bits, widths = conf.bits_list(), conf.widths_list()
         report = self.cost.evaluate(bits, widths)
@@ -668,7 +788,7 @@ class _Objective:
                 )
                 accuracy = evaluate(net, self.data, "val", device=device)
             except DivergenceError as e:
-                trial.set_user_attr("fail_reason", f"diverged: {e}")
+                trial.set_user_attr(FAIL_REASON, f"diverged: {e}")
                 raise
             trial.set_user_attr("train_seconds", time.perf_counter() - t0)
         trial.set_user_attr("trained", trained)
@@ -693,8 +813,10 @@ class _TrialLog:
         from optuna_kmtpe._report import write_table
 
         a = trial.user_attrs
-        if trial.state.name == "FAIL":
-            self.log(f"[kmtpe] trial {trial.number} FAILED: {a.get('fail_reason', 'error')}")
+        if a.get(SURPLUS):
+            self.log(f"[kmtpe] trial {trial.number}: not run, other workers cover --trials")
+        elif trial.state.name == "FAIL":
+            self.log(f"[kmtpe] trial {trial.number} FAILED: {a.get(FAIL_REASON, 'error')}")
         elif not self.progress:  # with the progress bar, per-trial lines would break it
             acc = f"{a['accuracy']:.4f}" if a.get("trained") else "not trained"
             self.log(
@@ -814,41 +936,46 @@ def _check_resume(stored: dict[str, Any], cfg: SearchConfig, model_name: str) ->
         raise SearchError("The study to resume has no stored search space; was it made by kmtpe?")
 
 
-def _counted(study: Any) -> int:
-    """Trials that count towards ``--trials``: finished ones, and failures of the objective
-    (diverged candidates); not trials interrupted by a kill (they are re-run)."""
-    n = 0
-    for t in study.get_trials(deepcopy=False):
-        if t.state.name in _COUNTED_STATES:
-            n += 1
-        elif t.state.name == "FAIL" and "fail_reason" in t.user_attrs:
-            n += 1
-    return n
+def _requeue_interrupted(study: Any, storage: Any, fail_running: bool) -> int:
+    """Enqueue a re-run of every interrupted trial that has none yet; returns how many.
 
-
-def _requeue_interrupted(study: Any, storage: Any, local: bool) -> int:
-    """Mark trials a killed run left RUNNING as FAIL (own local storage only: elsewhere other
-    workers may be running them, and Optuna's heartbeat handles stale ones), and enqueue a
-    re-run of every interrupted trial that has none yet (one killed before its first
-    suggestion has nothing to re-run: the trial count is filled by a fresh trial)."""
+    ``fail_running`` first marks RUNNING trials as interrupted FAIL: only for the run's own
+    local storage before it starts workers, or on request (``--requeue-running``); elsewhere
+    other workers may be running them, and Optuna's heartbeat fails the stale ones. A trial
+    killed before its first suggestion has nothing to re-run (a fresh trial fills the count).
+    Each enqueue re-reads the study first, so a resume that started at the same moment and
+    already queued the retry is seen; two resumes re-checking in the same instant can still
+    both enqueue one (the budget then keeps the total, one retry runs twice).
+    """
     from optuna.trial import TrialState
 
-    trials = study.get_trials(deepcopy=False)
     study_id = storage.get_study_id_from_name(study.study_name)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
-    retried |= {t.system_attrs.get("failed_trial") for t in trials}
     n = 0
-    for t in trials:
-        interrupted = t.state == TrialState.FAIL and "fail_reason" not in t.user_attrs
-        if t.state == TrialState.RUNNING and local:
+    for t in study.get_trials(deepcopy=False):
+        interrupted = t.state == TrialState.FAIL and not _failed_on_purpose(t)
+        if t.state == TrialState.RUNNING and fail_running:
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
             storage.set_trial_user_attr(trial_id, "interrupted", True)
             storage.set_trial_state_values(trial_id, TrialState.FAIL)
             interrupted = True
-        if interrupted and t.number not in retried and t.params:
+        if interrupted and t.params and not _has_retry(study, t.number):
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
             n += 1
     return n
+
+
+def _failed_on_purpose(trial: Any) -> bool:
+    """A FAIL the run itself decided (diverged candidate, surplus trial): not a kill."""
+    return FAIL_REASON in trial.user_attrs or SURPLUS in trial.user_attrs
+
+
+def _has_retry(study: Any, number: int) -> bool:
+    """Whether ``study`` (read afresh) holds a retry of trial ``number``: ours or Optuna's
+    heartbeat callback's."""
+    for t in study.get_trials(deepcopy=False):
+        if number in (t.user_attrs.get("retry_of"), t.system_attrs.get("failed_trial")):
+            return True
+    return False
 
 
 def _choose(study: Any) -> Any:

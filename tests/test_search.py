@@ -182,7 +182,7 @@ def test_requeue_reruns_interrupted_trials_that_had_parameters() -> None:
     with_params = study.ask()
     with_params.suggest_int("w", 1, 8)
     study.ask()  # killed before its first suggestion
-    n = _requeue_interrupted(study, study._storage, local=True)
+    n = _requeue_interrupted(study, study._storage, fail_running=True)
     assert n == 1
     states = [t.state.name for t in study.trials]
     assert states == ["FAIL", "FAIL", "WAITING"]
@@ -191,7 +191,7 @@ def test_requeue_reruns_interrupted_trials_that_had_parameters() -> None:
     assert study.trials[2].params == {} and study.trials[2].system_attrs["fixed_params"] == {
         "w": with_params.params["w"]
     }
-    assert _requeue_interrupted(study, study._storage, local=True) == 0  # already queued
+    assert _requeue_interrupted(study, study._storage, fail_running=True) == 0  # already queued
 
 
 @pytest.mark.parametrize(

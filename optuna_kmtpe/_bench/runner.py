@@ -9,6 +9,13 @@ Layout of a results folder::
 A study's rows are appended only once the study has finished, and the file is rewritten
 atomically on resume, so a killed run loses at most the studies that were in flight; running
 the same command again skips every study already in the file.
+
+Shared-storage mode (:func:`run_shared_benchmark`, ``kmtpe bench --storage URL``): every study
+lives in the storage under :data:`STUDY_NAME`, so it resumes mid-study, and any number of
+processes or machines running the same command split the work: a process joins any study
+that is not full, and the shared budget (:mod:`optuna_kmtpe._budget`) keeps each study at
+exactly ``n_trials`` counted trials. ``trials.csv`` is rebuilt from the storage and holds the
+studies that are complete.
 """
 
 from __future__ import annotations
@@ -22,20 +29,31 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
 import pandas as pd
 from tqdm.auto import tqdm
 
 from optuna_kmtpe._bench.samplers import TimedSampler
 from optuna_kmtpe._bench.tasks import get_task
+from optuna_kmtpe._budget import claim
+from optuna_kmtpe._budget import FAIL_REASON
+from optuna_kmtpe._budget import is_counted
+from optuna_kmtpe._budget import open_slots
+from optuna_kmtpe._budget import StopAtTarget
 from optuna_kmtpe._sampler_registry import make_sampler
+from optuna_kmtpe._storage import open_storage
 
 
 FORMAT = "kmtpe-bench/1"
 COLUMNS = ["task", "sampler", "seed", "trial", "state", "value", "best_so_far", "sampler_seconds"]
 TRIALS_FILE = "trials.csv"
 MANIFEST_FILE = "manifest.json"
+SAMPLER_SECONDS = "sampler_seconds"
+
+STUDY_NAME = "kmtpe-bench/{task}/{sampler}/{seed}"
 
 Unit = tuple[str, str, int]
 
@@ -69,7 +87,15 @@ def run_study(
         ]
         seconds = [sampler.seconds.get(t.number, 0.0) for t in study.trials]
 
-    sign = 1.0 if task.direction == "maximize" else -1.0
+    return _rows((task_name, sampler_name, seed), task.direction, outcomes, seconds)
+
+
+def _rows(
+    unit: Unit, direction: str, outcomes: list[tuple[str, float]], seconds: list[float]
+) -> list[dict[str, object]]:
+    """CSV rows of one study: its trials' (state, value) in order and sampler seconds."""
+    task_name, sampler_name, seed = unit
+    sign = 1.0 if direction == "maximize" else -1.0
     best = -math.inf
     rows: list[dict[str, object]] = []
     for number, ((state, value), spent) in enumerate(zip(outcomes, seconds)):
@@ -141,22 +167,7 @@ def run_benchmark(
     complete in ``out`` with the same trial count are skipped.
     """
     tasks, samplers = list(tasks), list(samplers)
-    budgets = {}
-    for name in tasks:
-        task = get_task(name)
-        if task.needs_data_dir and data_dir is None:
-            raise ValueError(
-                f"Task {name!r} reads its dataset from --data-dir; pass the folder that holds "
-                "it (e.g. CIFAR-100's cifar-100-python/), or run the offline proxy task "
-                "'quant-digits' instead."
-            )
-        budgets[name] = (
-            n_trials or task.n_trials,
-            task.n_startup_trials if n_startup_trials is None else n_startup_trials,
-        )
-    for name in samplers:
-        make_sampler(name, 0, 0)  # Fail on an unknown name before any work.
-
+    budgets = _budgets(tasks, samplers, n_trials, n_startup_trials, data_dir)
     frame = open_results(out)
     counts = frame.groupby(["task", "sampler", "seed"]).size()
     done = {u for u, n in counts.items() if u[0] in budgets and n == budgets[u[0]][0]}
@@ -167,12 +178,7 @@ def run_benchmark(
         frame = frame[[u not in stale for u in units]]
         _write_atomically(frame, out / TRIALS_FILE)
 
-    # Seed-major order: a run stopped early still has every sampler on the same seeds.
-    todo: list[Unit] = [
-        (t, s, int(seed))
-        for seed, t, s in itertools.product(seeds, tasks, samplers)
-        if (t, s, int(seed)) not in done
-    ]
+    todo = [u for u in _units(tasks, samplers, seeds) if u not in done]
     bar = tqdm(total=len(todo), desc="studies", disable=not progress)
 
     def append(rows: list[dict[str, object]]) -> None:
@@ -189,6 +195,160 @@ def run_benchmark(
         _run_parallel(todo, budgets, jobs, append, data_dir)
     bar.close()
     return pd.read_csv(out / TRIALS_FILE) if (out / TRIALS_FILE).exists() else frame
+
+
+def run_shared_benchmark(
+    out: Path,
+    storage: str,
+    tasks: Iterable[str],
+    samplers: Iterable[str],
+    seeds: Iterable[int],
+    *,
+    n_trials: int | None = None,
+    n_startup_trials: int | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Fill every (task, sampler, seed) study in ``storage`` with ``workers`` local processes,
+    then rebuild ``out/trials.csv`` from the storage; returns its trials.
+
+    Other processes or machines may run the same call at the same time: they share the
+    studies and no study goes past its ``n_trials``. A process joining a study seeds its
+    sampler with ``seed`` plus the number of trials already in it (a study run start to end
+    by one process matches the in-memory mode).
+    """
+    tasks, samplers = list(tasks), list(samplers)
+    for name in tasks:
+        if get_task(name).run is not None:
+            raise ValueError(
+                f"Task {name!r} runs a whole `kmtpe search` per study and cannot share a "
+                "storage; leave it out of --tasks, or run it without --storage."
+            )
+    budgets = _budgets(tasks, samplers, n_trials, n_startup_trials, None)
+    opened = open_storage(storage)
+    open_results(out)
+    units = _units(tasks, samplers, seeds)
+    if workers <= 1:
+        for unit in tqdm(units, desc="studies", disable=not progress):
+            run_shared_study(opened, unit, *budgets[unit[0]])
+    else:
+        with ProcessPoolExecutor(workers, initializer=_single_threaded) as pool:
+            # Worker i starts with every workers-th study from i, then helps with the rest.
+            orders = [units[i::workers] + units[:i] for i in range(workers)]
+            for future in [pool.submit(_fill, storage, order, budgets) for order in orders]:
+                future.result()
+    frame = shared_trials(opened, units, budgets)
+    _write_atomically(frame, out / TRIALS_FILE)
+    return frame
+
+
+def _fill(storage: str, units: list[Unit], budgets: dict[str, tuple[int, int]]) -> None:
+    opened = open_storage(storage)
+    for unit in units:
+        run_shared_study(opened, unit, *budgets[unit[0]])
+
+
+def run_shared_study(
+    storage: BaseStorage, unit: Unit, n_trials: int, n_startup_trials: int
+) -> None:
+    """Run trials of the study ``unit`` in ``storage`` until it holds ``n_trials`` counted
+    trials (with whatever other processes run in it meanwhile)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    task_name, sampler_name, seed = unit
+    task = get_task(task_name)
+    assert task.make_objective is not None
+    study = optuna.create_study(
+        study_name=STUDY_NAME.format(task=task_name, sampler=sampler_name, seed=seed),
+        storage=storage,
+        direction=task.direction,
+        load_if_exists=True,
+    )
+    slots = open_slots(study, n_trials)
+    if slots <= 0:
+        return
+    sampler = TimedSampler(make_sampler(sampler_name, seed + len(study.trials), n_startup_trials))
+    study.sampler = sampler
+    study.optimize(
+        _SharedObjective(task.make_objective(), sampler, n_trials),
+        n_trials=slots,
+        catch=(Exception,),  # a failing evaluation is a FAIL row, as in the in-memory mode
+        callbacks=[StopAtTarget(n_trials)],
+    )
+
+
+class _SharedObjective:
+    """The task's objective under the shared budget: failures are marked as counted
+    (``fail_reason``), and the sampler's seconds so far are kept in the trial."""
+
+    def __init__(self, objective: Callable[[Any], float], sampler: TimedSampler, target: int):
+        self._objective = objective
+        self._sampler = sampler
+        self._target = target
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        claim(trial, self._target)
+        try:
+            value = self._objective(trial)
+        except Exception as e:
+            trial.set_user_attr(FAIL_REASON, f"{type(e).__name__}: {e}")
+            raise
+        finally:
+            trial.set_user_attr(SAMPLER_SECONDS, self._sampler.seconds.get(trial.number, 0.0))
+        if value is None or math.isnan(value):  # Optuna fails the trial; it still counts
+            trial.set_user_attr(FAIL_REASON, f"objective returned {value}")
+        return value
+
+
+def shared_trials(
+    storage: BaseStorage, units: list[Unit], budgets: dict[str, tuple[int, int]]
+) -> pd.DataFrame:
+    """CSV rows of the studies of ``units`` that hold their ``n_trials`` counted trials."""
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    rows: list[dict[str, object]] = []
+    for unit in units:
+        task_name, sampler_name, seed = unit
+        name = STUDY_NAME.format(task=task_name, sampler=sampler_name, seed=seed)
+        if name not in names:
+            continue
+        study = optuna.load_study(study_name=name, storage=storage)
+        trials = [t for t in study.get_trials(deepcopy=False) if is_counted(t)]
+        if len(trials) != budgets[task_name][0]:
+            continue
+        outcomes = [(t.state.name, t.value if t.value is not None else math.nan) for t in trials]
+        seconds = [float(t.user_attrs.get(SAMPLER_SECONDS, math.nan)) for t in trials]
+        rows += _rows(unit, get_task(task_name).direction, outcomes, seconds)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _budgets(
+    tasks: list[str],
+    samplers: list[str],
+    n_trials: int | None,
+    n_startup_trials: int | None,
+    data_dir: str | None,
+) -> dict[str, tuple[int, int]]:
+    """(n_trials, n_startup_trials) per task; refuses unknown names and missing data."""
+    budgets = {}
+    for name in tasks:
+        task = get_task(name)
+        if task.needs_data_dir and data_dir is None:
+            raise ValueError(
+                f"Task {name!r} reads its dataset from --data-dir; pass the folder that holds "
+                "it (e.g. CIFAR-100's cifar-100-python/), or run the offline proxy task "
+                "'quant-digits' instead."
+            )
+        budgets[name] = (
+            n_trials or task.n_trials,
+            task.n_startup_trials if n_startup_trials is None else n_startup_trials,
+        )
+    for name in samplers:
+        make_sampler(name, 0, 0)  # Fail on an unknown name before any work.
+    return budgets
+
+
+def _units(tasks: list[str], samplers: list[str], seeds: Iterable[int]) -> list[Unit]:
+    # Seed-major order: a run stopped early still has every sampler on the same seeds.
+    return [(t, s, int(seed)) for seed, t, s in itertools.product(seeds, tasks, samplers)]
 
 
 def _run_parallel(

@@ -39,7 +39,17 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--startup", type=int, default=None, help="random trials first")
     parser.add_argument("--out", type=Path, default=Path("kmtpe-bench-results"))
-    parser.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="in-memory mode: parallel processes, one study each"
+    )
+    parser.add_argument(
+        "--storage",
+        help="shared-storage mode: keep every study in this Optuna RDB URL or journal:PATH "
+        "(resumable mid-study; several processes / machines may run the same command)",
+    )
+    parser.add_argument(
+        "--workers", type=int, help="shared-storage mode: processes on this machine (default 1)"
+    )
     parser.add_argument(
         "--checkpoints", default="20,40,60,100", help="trial counts reported in the summary"
     )
@@ -49,27 +59,37 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from optuna_kmtpe._bench.runner import run_benchmark
+    from optuna_kmtpe._bench.runner import run_shared_benchmark
     from optuna_kmtpe._bench.stats import markdown_summary
     from optuna_kmtpe._bench.stats import spread
 
-    if args.seeds < 1 or (args.trials is not None and args.trials < 1) or args.jobs < 1:
-        print("error: --seeds, --trials and --jobs must be positive integers.", file=sys.stderr)
+    problem = _check_counts(args)
+    if problem:
+        print(f"kmtpe bench: error: {problem}", file=sys.stderr)
         return 2
+    tasks, samplers = _task_names(args.tasks, args.data_dir), _names(args.samplers)
+    budget = dict(n_trials=args.trials, n_startup_trials=args.startup, progress=not args.json)
     try:
-        trials = run_benchmark(
-            args.out,
-            _task_names(args.tasks, args.data_dir),
-            _names(args.samplers),
-            range(args.seeds),
-            n_trials=args.trials,
-            n_startup_trials=args.startup,
-            jobs=args.jobs,
-            progress=not args.json,
-            data_dir=args.data_dir,
-        )
+        if args.storage is None:
+            trials = run_benchmark(
+                args.out, tasks, samplers, range(args.seeds), jobs=args.jobs,
+                data_dir=args.data_dir, **budget,
+            )  # fmt: skip
+        else:
+            trials = run_shared_benchmark(
+                args.out, args.storage, tasks, samplers, range(args.seeds),
+                workers=args.workers or 1, **budget,
+            )  # fmt: skip
     except (ValueError, ImportError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"kmtpe bench: error: {e}", file=sys.stderr)
         return 2
+    if trials.empty:
+        print(
+            f"kmtpe bench: no study in {args.storage} is complete yet (other processes are "
+            "still running); run the same command again later to build the summary.",
+            file=sys.stderr,
+        )
+        return 0
     max_trial = int(trials["trial"].max())
     checkpoints = [c for c in (int(x) for x in args.checkpoints.split(",")) if c <= max_trial]
     checkpoints = checkpoints or [max_trial]
@@ -82,6 +102,18 @@ def run(args: argparse.Namespace) -> int:
         print(summary)
         print(f"trials: {args.out / 'trials.csv'}; summary: {args.out / 'summary.md'}")
     return 0
+
+
+def _check_counts(args: argparse.Namespace) -> str | None:
+    """What is wrong with the counts and the mode options, or None."""
+    counts = [args.seeds, args.jobs, args.trials or 1, args.workers or 1]
+    if min(counts) < 1:
+        return "--seeds, --trials, --jobs and --workers must be positive integers."
+    if args.workers is not None and args.storage is None:
+        return "--workers needs --storage (shared-storage mode); in memory, use --jobs."
+    if args.jobs > 1 and args.storage is not None:
+        return "--jobs is the in-memory mode; with --storage, use --workers."
+    return None
 
 
 def _task_names(text: str, data_dir: str | None) -> list[str]:

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         written = make_all(args.results, args.out, search=args.search)
     except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"kmtpe figures: error: {e}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps({"written": [str(p) for p in written]}))

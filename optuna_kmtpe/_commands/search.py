@@ -76,9 +76,30 @@ def register(subparsers: Any) -> None:
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("storage and output")
     g.add_argument("--out", default="kmtpe_runs/search", help="output folder")
-    g.add_argument("--storage", help="Optuna RDB URL (default sqlite:///OUT/study.db)")
+    g.add_argument(
+        "--storage",
+        help="Optuna RDB URL, or journal:PATH for a journal file (default sqlite:///OUT/study.db)",
+    )
     g.add_argument("--study-name", help="default kmtpe-MODEL-DATASET")
     g.add_argument("--resume", action="store_true", help="continue the study in the storage")
+    g = p.add_argument_group("parallel and distributed (docs/distributed.md)")
+    g.add_argument(
+        "--workers", type=int, default=1, help="processes on this machine sharing --trials (1)"
+    )
+    g.add_argument(
+        "--threads", type=int, help="torch threads per worker (default 1 with --workers > 1)"
+    )
+    g.add_argument(
+        "--no-final",
+        dest="final",
+        action="store_false",
+        help="run trials only: another process chooses and trains the final model",
+    )
+    g.add_argument(
+        "--requeue-running",
+        action="store_true",
+        help="with --resume: fail and re-run RUNNING trials (no other worker may be alive)",
+    )
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=run)
@@ -122,6 +143,10 @@ def run(args: argparse.Namespace) -> int:
         storage=args.storage,
         study_name=args.study_name,
         resume=args.resume,
+        workers=args.workers,
+        threads=args.threads,
+        final=args.final,
+        requeue_running=args.requeue_running,
         device=args.device,
         progress=args.progress,
     )
@@ -139,9 +164,11 @@ def run(args: argparse.Namespace) -> int:
         return 130
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
+    elif not config.final:
+        print(f"kmtpe search: {result.message}")
     else:
         print(_summary(result))
-    if not result.feasible:
+    if config.final and not result.feasible:
         if args.json:
             print(f"kmtpe search: {result.message}", file=sys.stderr)
         return 3
