@@ -277,12 +277,18 @@ def _storage(config: SearchConfig, out: Path) -> tuple[Any, str, bool]:
     return storage, url, config.storage is None
 
 
-def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -> SearchResult:
+def run_search(
+    config: SearchConfig,
+    log: Callable[[str], None] | None = None,
+    ready: Callable[[], None] | None = None,
+) -> SearchResult:
     """Run the search described in the module docstring.
 
     Args:
         config: The options.
         log: Receives progress lines (default: printed on stderr).
+        ready: Called once the preparation is done, right before this process starts
+            trials (a spawned worker tells its launcher so).
 
     Returns:
         The :class:`SearchResult` (``feasible`` is False when no trial met the limits).
@@ -393,7 +399,7 @@ def run_search(config: SearchConfig, log: Callable[[str], None] | None = None) -
     _note_running_without_heartbeat(study, storage, log)
     candidates = _Candidates(base, model_name, data.num_classes, device, cfg.seed)
     objective = _Objective(cfg, data, space, cost, limits, pareto_metrics, candidates)
-    _run_trials(study, objective, cfg, slots, _TrialLog(out, progress, log), log)
+    _run_trials(study, objective, cfg, slots, _TrialLog(out, progress, log), log, ready)
     if cfg.final:
         _wait_for_running(study, storage, log)
     table = trials_table(study)
@@ -477,15 +483,22 @@ def _run_trials(
     slots: int,
     trial_log: _TrialLog,
     log: Callable[[str], None],
+    ready: Callable[[], None] | None,
 ) -> None:
     """Run trials here and in ``workers - 1`` spawned processes until the study holds
-    ``cfg.trials`` counted trials (:mod:`optuna_kmtpe._budget`), then wait for the workers."""
+    ``cfg.trials`` counted trials (:mod:`optuna_kmtpe._budget`), then wait for the workers.
+
+    The launcher starts its own trials once every spawned worker is ready (or has died), so
+    that all workers share the budget from the first trial on."""
     from optuna_kmtpe._train import DivergenceError
 
     if slots <= 0:
         return
     workers = [_spawn_worker(cfg, i) for i in range(1, min(cfg.workers, slots))]
+    _wait_until_ready(workers)
     _set_threads(cfg.threads or (1 if cfg.workers > 1 else None))
+    if ready is not None:
+        ready()
     try:
         study.optimize(
             objective,
@@ -496,34 +509,45 @@ def _run_trials(
             gc_after_trial=False,
         )
     finally:
-        for i, worker in enumerate(workers, start=1):
+        for i, (worker, _) in enumerate(workers, start=1):
             worker.join()
             if worker.exitcode != 0:
                 log(f"[kmtpe] worker {i} exited with status {worker.exitcode}; see its log")
 
 
-def _spawn_worker(cfg: SearchConfig, index: int) -> Any:
-    """A spawned process that joins the study as worker ``index`` (trials only)."""
+def _spawn_worker(cfg: SearchConfig, index: int) -> tuple[Any, Any]:
+    """A spawned process that joins the study as worker ``index`` (trials only), and the
+    event it sets when it is about to start trials."""
     import multiprocessing
 
+    context = multiprocessing.get_context("spawn")
     worker_cfg = SearchConfig(**asdict(cfg))
     worker_cfg.resume, worker_cfg.final, worker_cfg.progress = True, False, False
     worker_cfg.worker_index, worker_cfg.workers = index, 1
     worker_cfg.threads = cfg.threads or 1
-    process = multiprocessing.get_context("spawn").Process(
-        target=_worker_main, args=(worker_cfg,), name=f"kmtpe-worker-{index}"
+    ready = context.Event()
+    process = context.Process(
+        target=_worker_main, args=(worker_cfg, ready), name=f"kmtpe-worker-{index}"
     )
     process.start()
-    return process
+    return process, ready
 
 
-def _worker_main(cfg: SearchConfig) -> None:
+def _wait_until_ready(workers: list[tuple[Any, Any]], timeout_s: float = 600.0) -> None:
+    """Wait until every worker is ready to run trials, has died, or ``timeout_s`` passed."""
+    deadline = time.monotonic() + timeout_s
+    for process, ready in workers:
+        while not ready.wait(0.2) and process.is_alive() and time.monotonic() < deadline:
+            pass
+
+
+def _worker_main(cfg: SearchConfig, ready: Any) -> None:
     """Entry point of a spawned worker: its log lines say which worker wrote them."""
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", str(cfg.threads))
     tag = f"[kmtpe w{cfg.worker_index}]"
-    run_search(cfg, log=lambda m: _stderr(m.replace("[kmtpe]", tag, 1)))
+    run_search(cfg, log=lambda m: _stderr(m.replace("[kmtpe]", tag, 1)), ready=ready.set)
 
 
 def _set_threads(threads: int | None) -> None:

@@ -87,7 +87,8 @@ def test_workers_share_the_budget_and_one_process_trains_the_final_model(
     assert len({t.number for t in trials}) == len(trials)
     assert result.n_complete == 10 and result.test_accuracy is not None
     err = capfd.readouterr().err
-    assert "[kmtpe w1] study" in err  # the spawned worker joined the study ...
+    assert "[kmtpe w1] study" in err  # the spawned worker joined the study, ran trials ...
+    assert len({t.user_attrs["worker"] for t in ran}) == 2
     assert "final model" not in err and sum("final model:" in m for m in logs) == 1
     assert (tmp_path / "final_model.pt").exists()  # ... and only the launcher finished
 
