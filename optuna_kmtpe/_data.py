@@ -34,15 +34,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from optuna_kmtpe._catalog import DATASETS
+
 
 __all__ = ["DATASETS", "DataError", "DataSplits", "load_dataset"]
-
-#: Dataset name -> default model of ``kmtpe search``.
-DATASETS: dict[str, str] = {
-    "digits": "small_cnn",
-    "cifar10": "resnet20",
-    "cifar100": "resnet18_cifar",
-}
 
 _CIFAR_MEAN = {
     "cifar10": (0.4914, 0.4822, 0.4465),

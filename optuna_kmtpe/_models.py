@@ -33,6 +33,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from optuna_kmtpe._catalog import MODEL_NAMES
 from optuna_kmtpe._widths import check_widths
 from optuna_kmtpe._widths import plan_widths
 from optuna_kmtpe._widths import WidthPlan
@@ -42,16 +43,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from collections.abc import Sequence
 
-
-MODEL_NAMES = (
-    "resnet20",
-    "resnet18_cifar",
-    "mobilenetv1",
-    "mobilenetv2",
-    "resnet18",
-    "resnet50",
-    "small_cnn",
-)
 
 _INPUT_SHAPES = {
     "resnet20": (3, 32, 32),

@@ -127,7 +127,7 @@ class SearchConfig:
     progress: bool | None = None
 
     def resolved_model(self) -> str:
-        from optuna_kmtpe._data import DATASETS
+        from optuna_kmtpe._catalog import DATASETS
 
         return self.model or DATASETS.get(self.dataset, "small_cnn")
 
@@ -178,8 +178,8 @@ def _stderr(message: str) -> None:
 
 
 def _resolve(config: SearchConfig) -> SearchConfig:
-    from optuna_kmtpe._data import DATASETS
-    from optuna_kmtpe._models import MODEL_NAMES
+    from optuna_kmtpe._catalog import DATASETS
+    from optuna_kmtpe._catalog import MODEL_NAMES
 
     if config.dataset not in DATASETS:
         raise SearchError(

@@ -13,8 +13,7 @@ import importlib
 import sys
 
 
-# Subcommand name -> module under optuna_kmtpe._commands. A command whose module is missing
-# (not implemented yet) is not offered.
+# Subcommand name = module under optuna_kmtpe._commands.
 _COMMANDS = ("search", "sensitivity", "cost", "bench", "figures")
 
 
@@ -26,13 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in _COMMANDS:
-        try:
-            module = importlib.import_module(f"optuna_kmtpe._commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"optuna_kmtpe._commands.{name}":
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"optuna_kmtpe._commands.{name}").register(subparsers)
     return parser
 
 

@@ -36,3 +36,21 @@ def test_package_and_sampler_do_not_import_torch() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_command_line_help_does_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "from optuna_kmtpe.cli import main\n"
+        "for argv in (['--help'], ['search', '--help'], ['sensitivity', '--help'],\n"
+        "             ['cost', '--help'], ['bench', '--help'], ['figures', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr

@@ -15,7 +15,7 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     """Add the ``cost`` subcommand to ``kmtpe``'s subparsers."""
-    from optuna_kmtpe._models import MODEL_NAMES
+    from optuna_kmtpe._catalog import MODEL_NAMES
 
     parser = subparsers.add_parser(
         "cost",

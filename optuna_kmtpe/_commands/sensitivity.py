@@ -27,8 +27,8 @@ RANDOM_LABEL = "random tensors (timing only: traces are NOT a sensitivity of rea
 
 def register(subparsers: Any) -> None:
     """Add the ``sensitivity`` parser to the ``kmtpe`` subparsers."""
-    from optuna_kmtpe._data import DATASETS
-    from optuna_kmtpe._models import MODEL_NAMES
+    from optuna_kmtpe._catalog import DATASETS
+    from optuna_kmtpe._catalog import MODEL_NAMES
 
     p = subparsers.add_parser(
         "sensitivity",
@@ -215,7 +215,7 @@ def _data_batches(args: argparse.Namespace) -> tuple[Any, list[Any], str, int]:
 
     import torch
 
-    from optuna_kmtpe._data import DATASETS
+    from optuna_kmtpe._catalog import DATASETS
     from optuna_kmtpe._data import load_dataset
     from optuna_kmtpe._models import input_shape
     from optuna_kmtpe._train import batches
