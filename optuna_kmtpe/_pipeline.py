@@ -134,23 +134,16 @@ class SearchConfig:
 
 @dataclass
 class SearchResult:
-    """What a search found (``kmtpe search --json`` prints :meth:`to_dict`)."""
+    """What a search found (``kmtpe search --json`` prints :meth:`to_dict`).
+
+    The fields from ``bits`` on describe the chosen configuration; they stay None (and
+    ``feasible`` False) when no trial met the limits.
+    """
 
     dataset: str
     dataset_label: str
     model: str
     layers: list[str]
-    bits: list[int] | None
-    widths: list[float] | None
-    accuracy: float | None
-    val_accuracy: float | None
-    test_accuracy: float | None
-    size_mb: float | None
-    speedup: float | None
-    latency_ms: float | None
-    energy_mj: float | None
-    feasible: bool
-    trial: int | None
     n_trials: int
     n_complete: int
     n_failed: int
@@ -164,6 +157,17 @@ class SearchResult:
     storage: str
     study_name: str
     out: str
+    bits: list[int] | None = None
+    widths: list[float] | None = None
+    accuracy: float | None = None
+    val_accuracy: float | None = None
+    test_accuracy: float | None = None
+    size_mb: float | None = None
+    speedup: float | None = None
+    latency_ms: float | None = None
+    energy_mj: float | None = None
+    feasible: bool = False
+    trial: int | None = None
     files: dict[str, str] = field(default_factory=dict)
     message: str = ""
     seconds: float = 0.0
@@ -412,17 +416,6 @@ def run_search(
         dataset_label=data.label,
         model=model_name,
         layers=list(space.layers),
-        bits=None,
-        widths=None,
-        accuracy=None,
-        val_accuracy=None,
-        test_accuracy=None,
-        size_mb=None,
-        speedup=None,
-        latency_ms=None,
-        energy_mj=None,
-        feasible=False,
-        trial=None,
         n_trials=len(study.trials),
         n_complete=n_complete,
         n_failed=sum(t.state.name == "FAIL" and SURPLUS not in t.user_attrs for t in study.trials),
