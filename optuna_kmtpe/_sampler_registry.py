@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Iterable
 
 import optuna
 from optuna.samplers import BaseSampler
@@ -32,3 +33,14 @@ def make_sampler(name: str, seed: int, n_startup_trials: int) -> BaseSampler:
             f"Unknown sampler {name!r}. Known samplers: {', '.join(SAMPLERS)}."
         ) from None
     return factory(seed, n_startup_trials)
+
+
+def in_registry_order(names: Iterable[str]) -> list[str]:
+    """The distinct ``names``, known samplers first in the order of :data:`SAMPLERS`.
+
+    Example:
+        >>> in_registry_order(["random", "tpe", "mine", "kmeans-tpe", "tpe"])
+        ['kmeans-tpe', 'tpe', 'random', 'mine']
+    """
+    distinct = list(dict.fromkeys(names))
+    return [n for n in SAMPLERS if n in distinct] + [n for n in distinct if n not in SAMPLERS]

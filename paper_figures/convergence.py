@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from optuna_kmtpe._sampler_registry import in_registry_order
 from paper_figures._output import save
 
 
@@ -32,7 +33,7 @@ def plot_convergence(trials: pd.DataFrame, out: Path) -> list[Path]:
 
     bands = convergence_bands(trials)
     tasks = list(dict.fromkeys(trials["task"]))
-    samplers = list(dict.fromkeys(trials["sampler"]))
+    samplers = in_registry_order(trials["sampler"])
     seeds = trials.groupby("task")["seed"].nunique()
     ncols = min(3, len(tasks))
     nrows = -(-len(tasks) // ncols)

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
+from optuna_kmtpe._sampler_registry import in_registry_order
+
 
 def best_at(trials: pd.DataFrame, checkpoints: Sequence[int]) -> pd.DataFrame:
     """Best-so-far of every (task, sampler, seed) at each checkpoint trial count.
@@ -123,7 +125,7 @@ def markdown_summary(
 ) -> str:
     """A markdown report: spread table, trials to target, and rank tests of each ``focus``
     sampler present against ``reference``."""
-    samplers = list(dict.fromkeys(trials["sampler"]))
+    samplers = in_registry_order(trials["sampler"])
     table = spread(trials, checkpoints)
     cells = table.apply(
         lambda r: f"{r['median']:.4f} [{r['q25']:.4f}, {r['q75']:.4f}]", axis=1
