@@ -9,11 +9,9 @@ import sys
 from typing import Any
 
 
-_DEFAULT_SAMPLERS = "kmeans-tpe,kmeans-tpe-dead-zone,tpe,tpe-univariate,random"
-
-
 def register(subparsers: Any) -> None:
     from optuna_kmtpe._bench.tasks import TASKS
+    from optuna_kmtpe._sampler_registry import SAMPLERS
 
     parser = subparsers.add_parser(
         "bench",
@@ -32,7 +30,11 @@ def register(subparsers: Any) -> None:
         "else the offline proxy quant-digits",
     )
     parser.add_argument("--data-dir", help="folder with CIFAR-100 for the quant-cifar100 task")
-    parser.add_argument("--samplers", default=_DEFAULT_SAMPLERS, help="comma-separated")
+    parser.add_argument(
+        "--samplers",
+        default=",".join(SAMPLERS),
+        help=f"comma-separated, from: {', '.join(SAMPLERS)} (default: all)",
+    )
     parser.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 (default 20)")
     parser.add_argument(
         "--trials", type=int, default=None, help="default: each task's paper budget"
