@@ -128,3 +128,17 @@ def test_cli_json_and_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     result = json.loads(capsys.readouterr().out)
     assert {r["checkpoint"] for r in result["spread"]} == {3, 6}
     assert "Mann-Whitney" in (tmp_path / "summary.md").read_text()
+
+
+def test_every_registered_sampler_runs_and_model_based_ones_share_the_startup_trials() -> None:
+    from optuna_kmtpe._sampler_registry import SAMPLERS
+
+    values = {
+        name: pd.DataFrame(run_study("synthetic-terraced-rosenbrock", name, 3, 8, 4))["value"]
+        for name in SAMPLERS
+    }
+    startup = values["tpe"][:4].tolist()
+    for name, v in values.items():
+        assert len(v) == 8 and v.notna().all(), name
+        if name != "random":
+            assert v[:4].tolist() == startup, name
