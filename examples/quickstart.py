@@ -20,6 +20,10 @@ def main() -> None:
     objective = MixedPrecisionProxy()
     for name, sampler in [
         ("KMeansTPESampler", KMeansTPESampler(seed=0, n_startup_trials=20)),
+        (
+            'KMeansTPESampler(split="dead-zone")',
+            KMeansTPESampler(seed=0, n_startup_trials=20, split="dead-zone"),
+        ),
         ("TPESampler", optuna.samplers.TPESampler(seed=0, n_startup_trials=20)),
     ]:
         study = optuna.create_study(direction="maximize", sampler=sampler)
