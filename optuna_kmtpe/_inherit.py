@@ -125,6 +125,9 @@ def channel_maps(plan: WidthPlan, target: nn.Module) -> dict[int, np.ndarray]:
 
     Returns:
         Layer index -> integer array with one entry per output channel of ``target``'s layer.
+
+    Raises:
+        NotImplementedError: A channel adapter's input comes from a later layer.
     """
     maps = {-1: np.arange(plan.input_channels)}
     fed = {int(plan.leader[out]): (name, inp) for name, (inp, out) in plan.adapters.items()}
