@@ -3,24 +3,41 @@
 :func:`optuna_kmtpe._models.build_model` (through ``apply_widths``) builds a width-scaled
 model with *freshly initialised* Conv / Linear / BatchNorm modules. A candidate trained for a
 few epochs from scratch would be scored mostly on its initialisation, so
-:func:`inherit_weights` copies the trained weights over instead, channel by channel:
+:func:`inherit_weights` copies the trained weights over instead, channel by channel, through
+one *channel map* per width group (:func:`channel_maps`: new channel -> trained channel):
 
-* Channel ``j`` of a layer with ``n`` channels (old count ``m``) takes the trained channel
-  ``j mod m``: narrower layers keep their first ``n`` channels (slicing), wider layers repeat
-  channels ``0, 1, ...`` again (replication, as Net2WiderNet, Chen et al. 2016).
-* On the *input* side of a Conv / Linear (dimension 1 of its weight), a replicated input
-  channel's weights are divided by the number of copies of that channel, so a widened layer
-  computes the same function as before (exactly for plain chains and torchvision-style
-  residual blocks). Not for ResNet-20: its option-A shortcuts zero-pad at both ends of the
-  channel axis, so in a widened stage replicated channels meet other shortcut channels than
-  in the base model and the widened network is a different function (tested); there the
-  inherited weights are only a starting point. Sliced inputs are dropped.
-* The replicated *output* copies get a small seeded Gaussian perturbation (``noise`` times
-  the layer's weight standard deviation) so that copies do not stay identical in training.
-* A ``Linear`` that follows a ``flatten`` maps whole channel blocks (``in_factor`` features
-  per channel, from the :class:`~optuna_kmtpe._widths.WidthPlan`).
-* BatchNorm weights, biases and running statistics follow their channels (mod ``m``).
-  Anything whose shape already matches is copied as is.
+* By default channel ``j`` of a group with ``n`` channels (old count ``m``) takes the trained
+  channel ``j mod m``: narrower groups keep their first ``n`` channels (slicing), wider groups
+  repeat channels ``0, 1, ...`` again (replication, as Net2WiderNet, Chen et al. 2016).
+  Depthwise layers follow their input's map.
+* A group fed by a zero-padding channel adapter (ResNet-20's option-A shortcut at a stage
+  transition, probed on channel indices) gets a *shortcut-aligned* map
+  (:func:`shortcut_aligned_map`): a channel where the widened shortcut adds a copy of trained
+  input channel ``c`` takes the trained channel where the base shortcut adds ``c``; the other
+  (zero-padded) channels cycle over the base's zero-padded channels. So every channel sees
+  the same shortcut as the trained channel it copies.
+* On the *input* side of a Conv / Linear (dimension 1 of its weight) the producer's map is
+  used and a replicated input channel's weights are divided by its number of copies. Sliced
+  inputs are dropped. A ``Linear`` that follows a ``flatten`` maps whole channel blocks
+  (``in_factor`` features per channel, from the :class:`~optuna_kmtpe._widths.WidthPlan`).
+* BatchNorm weights, biases and running statistics follow their layer's map. Other tensors
+  (scalars such as quantiser ranges) are copied as they are.
+* Output rows that repeat an earlier row's trained channel get a small seeded Gaussian
+  perturbation (``noise`` times the layer's weight standard deviation) so that copies do not
+  stay identical in training; the first copy of each trained channel is exact.
+
+What is preserved (``noise=0``, eval mode; tested): a widened network computes the same
+function as the trained one when every map covers all trained channels. That holds for plain
+chains, depthwise chains and torchvision-style residual blocks whenever no group is narrowed,
+and for ResNet-20 when, in addition, at each stage transition (trained ``C_in -> C_out``,
+scaled ``C_in' -> C_out'``) the scaled stage keeps at least as many zero-padded channels:
+``C_out' - C_in' >= C_out - C_in``. Every uniform multiplier ``>= 1`` satisfies this, as does
+any per-stage widening with ``2 w_next - w_prev >= 1`` up to rounding (e.g. 1.125 / 1.25 /
+1.5), but e.g. stages at 1.25 / 1 / 1 do not: the 20 shortcut channels leave only 12 of
+stage 2's 16 zero-padded trained channels a place. Such networks, and narrowed ones (any
+multiplier ``< 1``), lose the trained channels without a place and are only a starting
+point for training: narrowed groups keep their first channels, or, behind a shortcut, the
+channels the shortcut lines up with and then the first zero-padded ones.
 
 Example:
     >>> import torch
@@ -36,6 +53,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,11 +62,7 @@ if TYPE_CHECKING:
     from optuna_kmtpe._widths import WidthPlan
 
 
-__all__ = ["inherit_weights"]
-
-
-def _cyclic(new: int, old: int, device: torch.device) -> torch.Tensor:
-    return torch.arange(new, device=device) % old
+__all__ = ["channel_maps", "inherit_weights"]
 
 
 @torch.no_grad()
@@ -68,7 +82,8 @@ def inherit_weights(
         ``target``, updated in place.
 
     Raises:
-        ValueError: The two models do not have the same parameter and buffer names.
+        ValueError: The two models do not have the same parameter and buffer names, or a
+            tensor outside the planned layers changed shape.
     """
     src = source.state_dict()
     dst = target.state_dict()
@@ -79,23 +94,19 @@ def inherit_weights(
             f"Cannot inherit weights between different architectures: the source lacks "
             f"{missing} and has extra {extra}."
         )
+    maps = channel_maps(plan, target)
     layer_index = {name: i for i, name in enumerate(plan.names)}
     generator = torch.Generator().manual_seed(seed)
     for key, new in dst.items():
         old = src[key].to(new.device)
-        if old.shape == new.shape:
-            new.copy_(old)
-            continue
-        if old.dim() != new.dim():
-            raise ValueError(f"{key}: cannot map shape {tuple(old.shape)} to {tuple(new.shape)}.")
         module, _, attr = key.rpartition(".")
+        layer = layer_index.get(module, plan.norms.get(module))
         value = old
-        in_factor = 1
-        if module in layer_index and attr == "weight" and old.dim() >= 2:
-            in_factor = int(plan.in_factor[layer_index[module]])
-            value = _map_inputs(value, new.shape[1], in_factor)
-        if value.shape[0] != new.shape[0]:
-            value = _map_outputs(value, new.shape[0], noise, generator)
+        if layer is not None and old.dim() > 0:
+            if module in layer_index and attr == "weight" and plan.groups_base[layer] == 1:
+                inputs = maps[int(plan.producer[layer])]
+                value = _map_inputs(value, inputs, int(plan.in_factor[layer]))
+            value = _map_outputs(value, maps[layer], noise, generator)
         if value.shape != new.shape:
             raise ValueError(f"{key}: cannot map shape {tuple(old.shape)} to {tuple(new.shape)}.")
         new.copy_(value)
@@ -103,29 +114,112 @@ def inherit_weights(
     return target
 
 
-def _map_inputs(weight: torch.Tensor, new_in: int, in_factor: int) -> torch.Tensor:
-    """Slice / replicate dimension 1 by channel; divide replicated channels by their count."""
-    old_in = weight.shape[1]
-    if old_in == new_in:
-        return weight
-    old_c, new_c = old_in // in_factor, new_in // in_factor
+def channel_maps(plan: WidthPlan, target: nn.Module) -> dict[int, np.ndarray]:
+    """For each layer of ``plan``, the trained output channel behind each channel of ``target``.
+
+    Key ``-1`` is the model input (never rescaled). See the module docstring for the rules.
+
+    Args:
+        plan: The :class:`~optuna_kmtpe._widths.WidthPlan` of the width-1 model.
+        target: The width-scaled model (only its channel counts and adapters are read).
+
+    Returns:
+        Layer index -> integer array with one entry per output channel of ``target``'s layer.
+
+    Raises:
+        NotImplementedError: A channel adapter's input comes from a later layer.
+    """
+    maps = {-1: np.arange(plan.input_channels)}
+    fed = {int(plan.leader[out]): (name, inp) for name, (inp, out) in plan.adapters.items()}
+    base_out = np.append(plan.out_base, plan.input_channels)
+    for i, name in enumerate(plan.names):
+        layer = target.get_submodule(name)
+        new = int(getattr(layer, "out_channels", getattr(layer, "out_features", 0)))
+        leader = int(plan.leader[i])
+        if plan.depthwise[i]:
+            ratio = int(plan.depth_ratio[i])
+            j = np.arange(new)
+            maps[i] = maps[int(plan.producer[i])][j // ratio] * ratio + j % ratio
+        elif leader < i:
+            maps[i] = maps[leader]
+        elif i in fed:
+            adapter_name, inp = fed[i]
+            if inp not in maps:  # producers come before consumers in supported graphs
+                raise NotImplementedError(f"{adapter_name!r} is fed by a later layer.")
+            adapter = target.get_submodule(adapter_name)
+            base = _adapter_sources(adapter, int(base_out[inp]), int(plan.out_base[i]))
+            wide = _adapter_sources(adapter, len(maps[inp]), new)
+            maps[i] = shortcut_aligned_map(base, wide, maps[inp])
+        else:
+            maps[i] = np.arange(new) % plan.out_base[i]
+    return maps
+
+
+def shortcut_aligned_map(
+    base_sources: np.ndarray, wide_sources: np.ndarray, input_map: np.ndarray
+) -> np.ndarray:
+    """Channel map of the residual stream behind a zero-padding shortcut.
+
+    Args:
+        base_sources: For each output channel of the width-1 adapter, the input channel it
+            carries (``-1``: zero padding).
+        wide_sources: The same for the width-scaled adapter.
+        input_map: The channel map of the adapter's input (width-scaled -> trained channel).
+
+    Returns:
+        One trained channel per width-scaled output channel: where the wide shortcut carries
+        a copy of trained input channel ``c``, the channel where the base shortcut carries
+        ``c``; the other channels cycle over the base's zero-padded channels.
+
+    Example:
+        >>> base = np.r_[[-1] * 2, 0:2, [-1] * 2]  # 2 channels padded to 6
+        >>> wide = np.r_[[-1] * 3, 0:3, [-1] * 3]  # 3 channels padded to 9
+        >>> shortcut_aligned_map(base, wide, np.array([0, 1, 0])).tolist()
+        [0, 1, 4, 2, 3, 2, 5, 0, 1]
+    """
+    carried = base_sources >= 0
+    # Trained input channel -> base output channel carrying it (-1: none, e.g. truncated).
+    lands = np.full(max(int(base_sources.max(initial=-1)), int(input_map.max())) + 1, -1)
+    lands[base_sources[carried]] = np.flatnonzero(carried)
+    result = np.full(len(wide_sources), -1)
+    wide_carried = wide_sources >= 0
+    result[wide_carried] = lands[input_map[wide_sources[wide_carried]]]
+    free = result < 0
+    padded = np.flatnonzero(~carried)
+    pool = padded if padded.size else np.arange(len(base_sources))
+    result[free] = pool[np.arange(int(free.sum())) % pool.size]
+    return result
+
+
+def _adapter_sources(adapter: nn.Module, in_channels: int, out_channels: int) -> np.ndarray:
+    """Input channel carried by each output channel of a channel adapter (``-1``: zero)."""
+    x = torch.arange(1, in_channels + 1, dtype=torch.float64).reshape(1, -1, 1, 1)
+    like = torch.zeros(1, out_channels, 1, 1, dtype=torch.float64)
+    out = adapter(x, like).reshape(out_channels)
+    return out.round().long().numpy() - 1
+
+
+def _map_inputs(weight: torch.Tensor, index: np.ndarray, in_factor: int) -> torch.Tensor:
+    """Map dimension 1 by channel blocks; divide replicated channels by their count."""
+    old_c = weight.shape[1] // in_factor
     shape = weight.shape
     blocks = weight.reshape(shape[0], old_c, in_factor, *shape[2:])
-    index = _cyclic(new_c, old_c, weight.device)
-    counts = torch.bincount(index, minlength=old_c).to(weight.dtype)
-    mapped = blocks[:, index] / counts[index].reshape(1, -1, *([1] * (blocks.dim() - 2)))
-    return mapped.reshape(shape[0], new_in, *shape[2:])
+    idx = torch.as_tensor(index, device=weight.device)
+    counts = torch.bincount(idx, minlength=old_c).to(weight.dtype)
+    mapped = blocks[:, idx] / counts[idx].reshape(1, -1, *([1] * (blocks.dim() - 2)))
+    return mapped.reshape(shape[0], len(index) * in_factor, *shape[2:])
 
 
 def _map_outputs(
-    value: torch.Tensor, new_out: int, noise: float, generator: torch.Generator
+    value: torch.Tensor, index: np.ndarray, noise: float, generator: torch.Generator
 ) -> torch.Tensor:
-    """Slice / replicate dimension 0; perturb the replicated copies of weight tensors."""
-    old_out = value.shape[0]
-    mapped = value[_cyclic(new_out, old_out, value.device)].clone()
-    if new_out > old_out and value.dim() >= 2 and noise > 0 and value.is_floating_point():
-        extra = mapped[old_out:]
+    """Map dimension 0; perturb weight rows that repeat an earlier row's trained channel."""
+    mapped = value[torch.as_tensor(index, device=value.device)].clone()
+    copies = np.ones(len(index), dtype=bool)
+    copies[np.unique(index, return_index=True)[1]] = False
+    if copies.any() and value.dim() >= 2 and noise > 0 and value.is_floating_point():
+        rows = torch.as_tensor(np.flatnonzero(copies), device=value.device)
         std = float(value.std()) if value.numel() > 1 else 0.0
-        perturb = torch.randn(extra.shape, generator=generator, dtype=extra.dtype)
-        mapped[old_out:] = extra + noise * std * perturb.to(extra.device)
+        perturb = torch.randn(mapped[rows].shape, generator=generator, dtype=value.dtype)
+        mapped[rows] += noise * std * perturb.to(value.device)
     return mapped

@@ -39,7 +39,9 @@ if TYPE_CHECKING:
 
 # A module that sets this attribute to an int ``i`` is a parameter-free channel adapter: its
 # output has as many channels as its ``i``-th positional argument (e.g. the option-A shortcut
-# of ResNet-20, which zero-pads its input to the residual branch's width).
+# of ResNet-20, which zero-pads its input to the residual branch's width). Its argument 0 is
+# its input, and each output channel must be one input channel or zero:
+# optuna_kmtpe._inherit probes the channel layout by calling it on channel indices.
 CHANNELS_FOLLOW_ARG = "_kmtpe_channels_follow_arg"
 
 _INPUT = -1  # "channel source" of the model input.
@@ -78,6 +80,8 @@ class WidthPlan:
         depth_ratio: ``out_base // in_base`` of depthwise layers (1 elsewhere).
         input_channels: Channels of the model input.
         norms: Normalisation module name -> index of the layer whose channels it normalises.
+        adapters: Channel adapter module name (see ``CHANNELS_FOLLOW_ARG``) -> ``(source of
+            its input, layer whose width its output follows)``; ``-1`` is the model input.
     """
 
     names: tuple[str, ...]
@@ -92,6 +96,7 @@ class WidthPlan:
     depth_ratio: np.ndarray
     input_channels: int
     norms: dict[str, int]
+    adapters: dict[str, tuple[int, int]]
     _root: np.ndarray  # non-depthwise layer that sets a depthwise layer's width (-1: input)
 
     @property
@@ -204,6 +209,7 @@ def plan_widths(model: torch.nn.Module, input_channels: int) -> WidthPlan:
     producer = [_INPUT] * len(names)
     seen: set[str] = set()
     norms: dict[str, int] = {}
+    adapters: dict[str, tuple[int, int]] = {}
     parent = {i: i for i in range(-1, len(names))}  # union-find over layers and the input
     output_sources: list[int] = []
 
@@ -246,6 +252,7 @@ def plan_widths(model: torch.nn.Module, input_channels: int) -> WidthPlan:
                 followed = sources(node.args[follow])
                 if followed:
                     src[node] = followed[0]
+                    adapters[target] = (arg_sources[0] if arg_sources else _INPUT, followed[0])
                 continue
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 norms[target] = arg_sources[0] if arg_sources else _INPUT
@@ -332,6 +339,7 @@ def plan_widths(model: torch.nn.Module, input_channels: int) -> WidthPlan:
         depth_ratio=depth_ratio,
         input_channels=int(input_channels),
         norms=norms,
+        adapters=adapters,
         _root=root_of,
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -9,10 +11,13 @@ from torch import nn
 import torch.nn.functional as F
 
 from optuna_kmtpe._cost import DSPPackingModel
+from optuna_kmtpe._inherit import channel_maps
 from optuna_kmtpe._inherit import inherit_weights
+from optuna_kmtpe._inherit import shortcut_aligned_map
 from optuna_kmtpe._models import build_model
 from optuna_kmtpe._models import input_shape
 from optuna_kmtpe._models import layer_names
+from optuna_kmtpe._models import width_groups
 from optuna_kmtpe._models import width_plan
 from optuna_kmtpe._quant import activation_qparams
 from optuna_kmtpe._quant import fake_quantize_activation
@@ -256,19 +261,106 @@ def test_nan_is_not_hidden_by_the_quantisers() -> None:
     assert torch.isnan(conv(torch.ones(1, 1, 2, 2))).all()
 
 
-@pytest.mark.parametrize("name", ["resnet18_cifar", "resnet20"])
-def test_inherit_weights_through_residual_blocks(name: str) -> None:
-    # torchvision-style blocks (identity / 1x1 downsample) keep the function when widened;
-    # ResNet-20's option-A shortcuts zero-pad at both ends, so there it does not (documented).
+def _trained_stand_in(name: str) -> nn.Module:
+    """A width-1 model in eval mode with non-trivial BatchNorm affine weights and statistics."""
     torch.manual_seed(0)
-    plan = width_plan(name, 10)
     base = build_model(name, 10)
-    with torch.no_grad():  # BatchNorm statistics other than the initial 0 / 1
+    with torch.no_grad():
+        for m in base.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0.0, 0.2)
         base(torch.randn(8, *input_shape(name)))
-    base.eval()
-    wide = build_model(name, 10, widths=1.25)
-    inherit_weights(base, wide, plan, noise=0.0).eval()
+    return base.eval()
+
+
+def _resnet20_stage_widths(stages: tuple[float, float, float], inner: Any) -> np.ndarray:
+    """ResNet-20 widths: one multiplier per residual stream (width group), ``inner`` for the
+    other layers (one value or one per layer; the stream members' entries are ignored)."""
+    names = layer_names("resnet20", 10)
+    widths = np.array(np.broadcast_to(inner, len(names)), dtype=float)
+    for leader, w in zip(("conv1", "layer2.0.conv2", "layer3.0.conv2"), stages):
+        assert leader in width_groups("resnet20", 10)
+        widths[names.index(leader)] = w
+    return widths
+
+
+_WIDENINGS = [
+    ("resnet18_cifar", 1.25),
+    ("mobilenetv1", 1.25),
+    ("resnet20", 1.25),
+    ("resnet20", 2.0),
+    # Per group: each stream and each block's inner conv at its own multiplier >= 1. At
+    # 1.25 / 1.5 / 1.25 stage 3 keeps exactly 80 - 48 = 32 zero-padded channels, the minimum.
+    ("resnet20", _resnet20_stage_widths((1.25, 1.5, 1.25), inner=np.linspace(1.0, 2.0, 20))),
+    ("resnet20", _resnet20_stage_widths((1.125, 1.25, 1.5), inner=1.375)),
+]
+
+
+@pytest.mark.parametrize(("name", "widths"), _WIDENINGS)
+def test_inherit_weights_through_residual_blocks(name: str, widths: Any) -> None:
+    # Depthwise chains, torchvision-style blocks (identity / 1x1 downsample) and ResNet-20's
+    # option-A shortcuts (subsample + zero-pad) keep the function when every group is widened.
+    base = _trained_stand_in(name)
+    wide = build_model(name, 10, widths=widths)
+    inherit_weights(base, wide, width_plan(name, 10), noise=0.0).eval()
+    assert sum(p.numel() for p in wide.parameters()) > sum(p.numel() for p in base.parameters())
     x = torch.randn(4, *input_shape(name))
     with torch.no_grad():
-        same = torch.allclose(wide(x), base(x), rtol=1e-4, atol=1e-5)
-    assert same == (name == "resnet18_cifar")
+        torch.testing.assert_close(wide(x), base(x), rtol=1e-4, atol=1e-5)
+
+
+def test_channel_map_lines_up_with_the_option_a_shortcut() -> None:
+    # Stage 1 -> 2 of ResNet-20 at width 1.25: the base pads 16 -> 32 channels (8 zeros in
+    # front), the widened model 20 -> 40 (10 zeros in front). Wide channels 10..29 carry
+    # stage-1 channels 0..15, 0..3, which the base carries on channels 8..23, 8..11; the 20
+    # zero-padded channels cycle over the base's 16 (0..7, 24..31).
+    plan = width_plan("resnet20", 10)
+    layer = plan.names.index("layer2.0.conv2")
+    maps = channel_maps(plan, build_model("resnet20", 10, widths=1.25))
+    expected = np.r_[0:8, 24:26, 8:24, 8:12, 26:32, 0:4]
+    np.testing.assert_array_equal(maps[layer], expected)
+    for member in ("layer2.1.conv2", "layer2.2.conv2"):  # the whole stream shares the map
+        np.testing.assert_array_equal(maps[plan.names.index(member)], expected)
+    # Narrowed to 0.75 (12 -> 24, 6 zeros in front): the 12 shortcut channels keep what the
+    # base adds there (8..19), the 12 others take the first zero-padded channels.
+    maps = channel_maps(plan, build_model("resnet20", 10, widths=0.75))
+    np.testing.assert_array_equal(maps[layer], np.r_[0:6, 8:20, 6:8, 24:28])
+    base = np.r_[[-1] * 2, 0:2, [-1] * 2]  # the helper on its own: 2 -> 6 and 3 -> 9
+    wide = np.r_[[-1] * 3, 0:3, [-1] * 3]
+    got = shortcut_aligned_map(base, wide, np.array([0, 1, 0]))
+    np.testing.assert_array_equal(got, [0, 1, 4, 2, 3, 2, 5, 0, 1])
+
+
+def test_inherit_noise_only_on_repeated_channels_behind_a_shortcut() -> None:
+    base = _trained_stand_in("resnet20")
+    plan = width_plan("resnet20", 10)
+    exact = inherit_weights(base, build_model("resnet20", 10, widths=1.25), plan, noise=0.0)
+    noisy = inherit_weights(base, build_model("resnet20", 10, widths=1.25), plan, noise=0.05)
+    index = channel_maps(plan, exact)[plan.names.index("layer2.0.conv2")]
+    first = np.zeros(len(index), dtype=bool)
+    first[np.unique(index, return_index=True)[1]] = True
+    w_exact, w_noisy = _w(exact, "layer2.0.conv2"), _w(noisy, "layer2.0.conv2")
+    assert torch.equal(w_noisy[first], w_exact[first])
+    assert not torch.isclose(w_noisy[~first], w_exact[~first]).all(dim=(1, 2, 3)).any()
+
+
+@pytest.mark.parametrize(
+    "widths",
+    [
+        0.75,
+        _resnet20_stage_widths((1.0, 0.5, 1.25), inner=0.875),
+        _resnet20_stage_widths((1.0, 0.25, 1.0), inner=1.0),  # the shortcut truncates
+        # All >= 1, but stage 2 keeps only 12 of the 16 zero-padded channels: not exact.
+        _resnet20_stage_widths((1.25, 1.0, 1.0), inner=1.0),
+    ],
+)
+def test_inherit_weights_narrowed_resnet20_builds_and_runs(widths: Any) -> None:
+    base = _trained_stand_in("resnet20")
+    scaled = build_model("resnet20", 10, widths=widths)
+    inherit_weights(base, scaled, width_plan("resnet20", 10)).eval()
+    x = torch.randn(4, *input_shape("resnet20"))
+    with torch.no_grad():
+        out = scaled(x)
+        assert torch.isfinite(out).all()
+        assert not torch.allclose(out, base(x), rtol=1e-4, atol=1e-5)
