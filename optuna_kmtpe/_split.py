@@ -41,17 +41,7 @@ def split_trials_kmeans(
     Both lists are sorted by trial number, as Optuna's TPE keeps them (its kernel weights
     depend on the order).
     """
-    complete, pruned, above = _partition(trials)
-    below: list[FrozenTrial] = []
-    if complete:
-        scores = objective_scores(study, complete)
-        best_mask, worst_mask = _best_and_worst_clusters(scores, k)
-        below = [t for t, is_best in zip(complete, best_mask) if is_best]
-        above += [t for t, is_worst in zip(complete, worst_mask) if is_worst]
-        above += pruned
-    else:
-        below = _best_pruned(study, pruned, above)
-    return _by_number(below), _by_number(above)
+    return _split_by_masks(study, trials, lambda scores: _best_and_worst_clusters(scores, k))
 
 
 def split_trials_dead_zone(
@@ -82,22 +72,39 @@ def split_trials_dead_zone(
         >>> [t.number for t in below], [t.number for t in above]
         ([0], [3, 4])
     """
+    return _split_by_masks(study, trials, lambda scores: _dead_zone_masks(scores, k, n_below))
+
+
+def _split_by_masks(
+    study: Study,
+    trials: Sequence[FrozenTrial],
+    masks: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+    """The shared frame of both splits: ``masks(scores)`` picks l and g among the feasible
+    COMPLETE trials; RUNNING, infeasible and PRUNED trials join g; with no feasible COMPLETE
+    trial the best PRUNED one is l. Both lists come sorted by trial number."""
     complete, pruned, above = _partition(trials)
-    below: list[FrozenTrial] = []
     if complete:
-        scores = objective_scores(study, complete)
-        order = np.argsort(scores, kind="stable")
-        n_l = min(max(int(n_below(len(complete))), 1), len(complete))
-        is_below = np.zeros(len(complete), dtype=bool)
-        is_below[order[:n_l]] = True
-        labels = _cluster_labels(scores, k)
-        is_above = labels > labels[is_below].max()
+        is_below, is_above = masks(objective_scores(study, complete))
         below = [t for t, b in zip(complete, is_below) if b]
         above += [t for t, a in zip(complete, is_above) if a]
         above += pruned
     else:
-        below = _best_pruned(study, pruned, above)
+        ranked = sorted(pruned, key=lambda t: _optuna_compat.pruned_trial_score(t, study))
+        below = ranked[:1]
+        above += ranked[1:]
     return _by_number(below), _by_number(above)
+
+
+def _dead_zone_masks(
+    scores: np.ndarray, k: int, n_below: Callable[[int], int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """l: the ``n_below(n)`` lowest scores (stable order); g: the clusters above all of l's."""
+    n_l = min(max(int(n_below(len(scores))), 1), len(scores))
+    is_below = np.zeros(len(scores), dtype=bool)
+    is_below[np.argsort(scores, kind="stable")[:n_l]] = True
+    labels = _cluster_labels(scores, k)
+    return is_below, labels > labels[is_below].max()
 
 
 def _partition(
@@ -118,16 +125,6 @@ def _partition(
         elif trial.state == TrialState.PRUNED:
             pruned.append(trial)
     return complete, pruned, worse
-
-
-def _best_pruned(
-    study: Study, pruned: list[FrozenTrial], above: list[FrozenTrial]
-) -> list[FrozenTrial]:
-    """With no feasible complete trial: the best PRUNED trial by TPE's ranking is l; the
-    other pruned trials join ``above``."""
-    ranked = sorted(pruned, key=lambda t: _optuna_compat.pruned_trial_score(t, study))
-    above += ranked[1:]
-    return ranked[:1]
 
 
 def _by_number(trials: list[FrozenTrial]) -> list[FrozenTrial]:

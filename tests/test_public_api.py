@@ -32,10 +32,7 @@ def test_package_and_sampler_do_not_import_torch() -> None:
         "study.optimize(lambda t: t.suggest_float('x', -1, 1) ** 2, n_trials=6)\n"
         "assert 'torch' not in sys.modules, 'KMeansTPESampler'\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
+    _run_in_fresh_interpreter(code)
 
 
 def test_command_line_help_does_not_import_torch() -> None:
@@ -50,6 +47,10 @@ def test_command_line_help_does_not_import_torch() -> None:
         "        pass\n"
         "assert 'torch' not in sys.modules\n"
     )
+    _run_in_fresh_interpreter(code)
+
+
+def _run_in_fresh_interpreter(code: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
     )
