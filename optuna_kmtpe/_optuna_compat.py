@@ -61,13 +61,15 @@ _PARZEN_PARAMETERS = _ParzenEstimatorParameters(
 def build_parzen_estimator(
     observations: dict[str, np.ndarray],
     search_space: dict[str, BaseDistribution],
+    weights: np.ndarray | None = None,
 ) -> _ParzenEstimator:
     """Optuna's TPE mixture (one kernel per observation plus the prior) over ``search_space``.
 
     ``observations`` holds internal representations, one array per parameter, oldest first;
-    TPE's default weights (older observations ramped down past 25) apply.
+    ``weights`` (one per observation) default to TPE's (older observations ramped down
+    past 25). The prior kernel keeps weight 1 before normalisation.
     """
-    return _ParzenEstimator(observations, search_space, _PARZEN_PARAMETERS)
+    return _ParzenEstimator(observations, search_space, _PARZEN_PARAMETERS, weights)
 
 
 def get_trials(

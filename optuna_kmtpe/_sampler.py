@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import json
+import logging
 from typing import Any
 from typing import TYPE_CHECKING
 import warnings
@@ -16,6 +17,7 @@ from optuna.search_space import IntersectionSearchSpace
 from optuna.trial import TrialState
 
 from optuna_kmtpe import _optuna_compat
+from optuna_kmtpe import _repeats
 from optuna_kmtpe._kmeans1d import annealed_k
 from optuna_kmtpe._split import split_trials_dead_zone
 from optuna_kmtpe._split import split_trials_kmeans
@@ -36,6 +38,14 @@ _K_KEY = "kmtpe:k"
 # The value of a system attr must be shorter than 2046 characters on RDBStorage.
 _SYSTEM_ATTR_MAX_LENGTH = 2045
 _MIN_K = 3
+# No-repeat rule: spaces up to this many configurations are enumerated to find the best unseen
+# one; larger ones draw this many extra candidates (half from l, half from the uniform prior).
+_MAX_ENUMERATED = 50_000
+_EXTRA_CANDIDATES = 2_000
+# Uniform draws tried by the random startup before it enumerates the unseen configurations.
+_STARTUP_DRAWS = 100
+_HISTORY_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+_logger = logging.getLogger(__name__)
 SPLITS = ("paper", "dead-zone")
 
 # (below, above, number of finished trials seen, scheduled k) of one proposal.
@@ -142,6 +152,7 @@ class KMeansTPESampler(BaseSampler):
         alpha: float = 0.98,
         k_schedule: Callable[[int], int] | None = None,
         split: str = "paper",
+        avoid_repeats: bool = True,
     ) -> None:
         _check_int("n_startup_trials", n_startup_trials, minimum=0)
         _check_int("n_ei_candidates", n_ei_candidates, minimum=1)
@@ -152,6 +163,8 @@ class KMeansTPESampler(BaseSampler):
             raise ValueError(f"`k_schedule` must be a callable or None, but got {k_schedule!r}.")
         if split not in SPLITS:
             raise ValueError(f"`split` must be one of {SPLITS}, but got {split!r}.")
+        if not isinstance(avoid_repeats, bool):
+            raise ValueError(f"`avoid_repeats` must be a bool, but got {avoid_repeats!r}.")
         if group and multivariate is False:
             raise ValueError(
                 "``group`` option can only be enabled when ``multivariate`` is enabled."
@@ -173,6 +186,7 @@ class KMeansTPESampler(BaseSampler):
         self._alpha = float(alpha)
         self._k_schedule = k_schedule
         self._split_rule = split
+        self._avoid_repeats = avoid_repeats
         self._rng = _optuna_compat.LazyRandomState(seed)
         self._random_sampler = RandomSampler(seed=seed)
         # Incremental caches of the search space, rebuilt from storage whenever the sampler
@@ -230,28 +244,42 @@ class KMeansTPESampler(BaseSampler):
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        if not search_space or self._in_startup(study):
+        if not search_space:
             return {}
+        history = self._history(study, trial)
+        seen = self._seen_configurations(study, history, search_space)
+        if self._in_startup(study):
+            params = (
+                {}
+                if seen is None
+                else self._random_unseen(study, trial, history, search_space, seen)
+            )
+            self._share_params(study, trial, params)
+            return params
         # One split per trial, shared by every group: they all see the same history.
-        split = self._split(study, trial)
-        params: dict[str, Any] = {}
+        split = self._split(study, history)
+        params = {}
         for sub_space in self._split_into_groups(search_space):
-            params.update(self._sample(study, split, sub_space))
+            params.update(self._sample(study, split, sub_space, seen))
 
         _, _, n_finished, k = split
         _optuna_compat.set_trial_system_attr(study, trial, _N_FINISHED_KEY, n_finished)
         _optuna_compat.set_trial_system_attr(study, trial, _K_KEY, k)
-        if params and self._constant_liar:
-            # Share the relative params with other workers, so their liar sees this trial's x.
-            params_str = json.dumps(params)
-            for i in range(0, len(params_str), _SYSTEM_ATTR_MAX_LENGTH):
-                _optuna_compat.set_trial_system_attr(
-                    study,
-                    trial,
-                    f"{_RELATIVE_PARAMS_KEY}:{i // _SYSTEM_ATTR_MAX_LENGTH}",
-                    params_str[i : i + _SYSTEM_ATTR_MAX_LENGTH],
-                )
+        self._share_params(study, trial, params)
         return params
+
+    def _share_params(self, study: Study, trial: FrozenTrial, params: dict[str, Any]) -> None:
+        """Write the relative params to storage, for other workers' liar and no-repeat rule."""
+        if not params or not (self._constant_liar or self._avoid_repeats):
+            return
+        params_str = json.dumps(params)
+        for i in range(0, len(params_str), _SYSTEM_ATTR_MAX_LENGTH):
+            _optuna_compat.set_trial_system_attr(
+                study,
+                trial,
+                f"{_RELATIVE_PARAMS_KEY}:{i // _SYSTEM_ATTR_MAX_LENGTH}",
+                params_str[i : i + _SYSTEM_ATTR_MAX_LENGTH],
+            )
 
     def _split_into_groups(
         self, search_space: dict[str, BaseDistribution]
@@ -279,7 +307,7 @@ class KMeansTPESampler(BaseSampler):
             return self._random_sampler.sample_independent(
                 study, trial, param_name, param_distribution
             )
-        split = self._split(study, trial)
+        split = self._split(study, self._history(study, trial))
         return self._sample(study, split, {param_name: param_distribution})[param_name]
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
@@ -299,39 +327,142 @@ class KMeansTPESampler(BaseSampler):
         trials = _optuna_compat.get_trials(study, states, use_cache=True)
         return len(trials) < self._n_startup_trials
 
-    def _split(self, study: Study, trial: FrozenTrial) -> _Split:
-        """Read the history from storage and split it; also the finished count and the k used."""
-        states = [TrialState.COMPLETE, TrialState.PRUNED]
-        if self._constant_liar:
-            states.append(TrialState.RUNNING)
-        trials = _optuna_compat.get_trials(study, states, use_cache=not self._constant_liar)
-        trials = [t for t in trials if t.number != trial.number]
+    def _history(self, study: Study, trial: FrozenTrial) -> list[FrozenTrial]:
+        """The COMPLETE, PRUNED and RUNNING trials other than ``trial``, fresh from storage."""
+        trials = _optuna_compat.get_trials(study, _HISTORY_STATES, use_cache=False)
+        return [t for t in trials if t.number != trial.number]
 
-        n_finished = sum(t.state != TrialState.RUNNING for t in trials)
+    def _split(self, study: Study, history: list[FrozenTrial]) -> _Split:
+        """Split the history into l and g trials; also the finished count and the k used."""
+        if not self._constant_liar:
+            history = [t for t in history if t.state != TrialState.RUNNING]
+        n_finished = sum(t.state != TrialState.RUNNING for t in history)
         k = self.n_clusters(max(0, n_finished - self._n_startup_trials))
         if self._split_rule == "dead-zone":
-            below, above = split_trials_dead_zone(study, trials, k, _optuna_compat.default_gamma)
+            below, above = split_trials_dead_zone(study, history, k, _optuna_compat.default_gamma)
         else:
-            below, above = split_trials_kmeans(study, trials, k)
+            below, above = split_trials_kmeans(study, history, k)
         return below, above, n_finished, k
 
+    def _seen_configurations(
+        self, study: Study, history: list[FrozenTrial], search_space: dict[str, BaseDistribution]
+    ) -> set[_repeats.Key] | None:
+        """Keys of the configurations already evaluated or in flight, or None where the
+        no-repeat rule does not apply: it is off, the space has a continuous parameter or is
+        decomposed into groups, or some trial has parameters outside the joint space."""
+        if not self._avoid_repeats or self._group or not _repeats.is_fully_discrete(search_space):
+            return None
+        params = [self._params(study, t) for t in history]
+        if any(not p.keys() <= search_space.keys() for p in params):
+            return None
+        return _repeats.seen_keys(params, search_space)
+
+    def _random_unseen(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        history: list[FrozenTrial],
+        search_space: dict[str, BaseDistribution],
+        seen: set[_repeats.Key],
+    ) -> dict[str, Any]:
+        """A startup configuration drawn uniformly among the unseen ones.
+
+        The random sampler draws the parameters in the order the last trial suggested them, so
+        as long as it draws no repeat this is the configuration that independent random
+        sampling (and Optuna's TPE with the same seed) would have produced."""
+        if len(seen) >= _repeats.n_configurations(search_space):
+            return {}
+        finished = [t for t in history if t.state.is_finished()]
+        order = list(max(finished, key=lambda t: t.number).params) if finished else []
+        names = [n for n in order if n in search_space] + sorted(
+            n for n in search_space if n not in order
+        )
+        for _ in range(_STARTUP_DRAWS):
+            params = {
+                n: self._random_sampler.sample_independent(study, trial, n, search_space[n])
+                for n in names
+            }
+            if _repeats.key_of_params(params, search_space) not in seen:
+                return params
+        unseen = _repeats.unseen_configurations(search_space, seen)
+        pick = int(self._rng.rng.randint(len(next(iter(unseen.values())))))
+        return {n: d.to_external_repr(unseen[n][pick].item()) for n, d in search_space.items()}
+
     def _sample(
-        self, study: Study, split: _Split, search_space: dict[str, BaseDistribution]
+        self,
+        study: Study,
+        split: _Split,
+        search_space: dict[str, BaseDistribution],
+        seen: set[_repeats.Key] | None = None,
     ) -> dict[str, Any]:
         below, above, _, _ = split
+        below = [t for t in below if search_space.keys() <= self._params(study, t).keys()]
         mpe_below = _optuna_compat.build_parzen_estimator(
-            self._internal_repr(study, below, search_space), search_space
+            self._internal_repr(study, below, search_space),
+            search_space,
+            self._below_weights(study, below),
         )
         mpe_above = _optuna_compat.build_parzen_estimator(
             self._internal_repr(study, above, search_space), search_space
         )
+
+        def acquisition(samples: dict[str, np.ndarray]) -> np.ndarray:
+            return mpe_below.log_pdf(samples) - mpe_above.log_pdf(samples)
+
         samples = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
-        acquisition = mpe_below.log_pdf(samples) - mpe_above.log_pdf(samples)
-        best = int(np.argmax(acquisition))
+        scores = acquisition(samples)
+        best = int(np.argmax(scores))
+        if seen is not None:
+            unseen = self._best_unseen(samples, scores, search_space, seen)
+            if unseen is None and len(seen) < _repeats.n_configurations(search_space):
+                pool = self._more_candidates(mpe_below, search_space, seen)
+                unseen = self._best_unseen(pool, acquisition(pool), search_space, seen)
+                samples = samples if unseen is None else pool
+            if unseen is None:
+                _logger.info(
+                    "Every configuration of the search space has been evaluated; proposing the"
+                    " best l(x)/g(x) candidate again."
+                )
+            else:
+                best = unseen
         return {
             name: dist.to_external_repr(samples[name][best].item())
             for name, dist in search_space.items()
         }
+
+    def _below_weights(self, study: Study, below: list[FrozenTrial]) -> np.ndarray | None:
+        """Kernel weights of l's observations (``below``, each covering the sampled space);
+        None keeps TPE's default weights."""
+        return None
+
+    @staticmethod
+    def _best_unseen(
+        samples: dict[str, np.ndarray],
+        scores: np.ndarray,
+        search_space: dict[str, BaseDistribution],
+        seen: set[_repeats.Key],
+    ) -> int | None:
+        """Index of the highest-scoring candidate whose configuration is not in ``seen``."""
+        keys = _repeats.keys_of_samples(samples, search_space)
+        for i in np.argsort(-scores, kind="stable"):
+            if keys[i] not in seen:
+                return int(i)
+        return None
+
+    def _more_candidates(
+        self,
+        mpe_below: _optuna_compat.ParzenEstimator,
+        search_space: dict[str, BaseDistribution],
+        seen: set[_repeats.Key],
+    ) -> dict[str, np.ndarray]:
+        """Candidates for when all of l's were seen: every unseen configuration of a small
+        space, else a large batch drawn half from l and half from the uniform prior."""
+        if _repeats.n_configurations(search_space) <= _MAX_ENUMERATED:
+            return _repeats.unseen_configurations(search_space, seen)
+        half = _EXTRA_CANDIDATES // 2
+        from_l = mpe_below.sample(self._rng.rng, half)
+        from_prior = _repeats.random_configurations(search_space, self._rng.rng, half)
+        return {n: np.concatenate([from_l[n], from_prior[n]]) for n in search_space}
 
     def _internal_repr(
         self, study: Study, trials: list[FrozenTrial], search_space: dict[str, BaseDistribution]

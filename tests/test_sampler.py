@@ -266,7 +266,8 @@ def test_dead_zone_split_gives_l_tpes_size() -> None:
     sampler = KMeansTPESampler(n_startup_trials=5, seed=0, split="dead-zone")
     study = optuna.create_study(sampler=sampler)
     study.optimize(_mixed_objective, n_trials=25)
-    below, above, n_finished, k = sampler._split(study, study.ask())
+    trial = study.ask()
+    below, above, n_finished, k = sampler._split(study, sampler._history(study, trial))
     assert n_finished == 25 and k == sampler.n_clusters(20)
     assert len(below) == 3  # min(ceil(0.1 * 25), 25), TPE's gamma
     assert not {t.number for t in below} & {t.number for t in above}

@@ -1,0 +1,258 @@
+"""Research protocol for issue 10: can a k-means split beat Optuna's TPE on public functions?
+
+Fixed before any tuning (docs/sampler_research.md states it in words):
+
+* Development set (the only tasks a variant may be tuned or chosen on): COCO ``bbob-mixint``
+  at d = 5, functions f2, f7, f11, f16, f21 (one per function group), instance 1.
+* Test set (reported, never tuned on): the twelve other functions f1, f3, f5, f6, f8, f10,
+  f13, f15, f17, f20, f22, f24 of ``bbob-mixint`` at d = 5 and d = 10, and ``bbob`` f1, f8,
+  f15, f21 at d = 5 as a continuous control (``kmtpe bench`` runs those).
+* 20 seeds, 100 trials, 10 random startup trials, Optuna 5 defaults otherwise; each variant
+  against ``tpe`` by a two-sided Mann-Whitney U test per task at 25, 50 and 100 trials.
+* A variant is kept only if, on the test set, it loses to TPE on no task at p < 0.05 and
+  wins on more tasks than it loses; otherwise the report says that none did.
+
+Variants (hypotheses), each a subclass of KMeansTPESampler that changes only the split:
+
+* ``dead-zone``: the package's ``split="dead-zone"`` (l = TPE's best gamma(n), g = the k-means
+  clusters worse than theirs). Hypothesis: near-best trials kept out of g help on plateaus.
+* ``cluster-ei``: dead-zone, plus l's kernels weighted EI-style by their cluster's
+  improvement over the first g cluster, ``(tau - centroid_c) / (tau - centroid_0)``
+  (likelihood-free BO, Song et al. 2022; BORE, Tiao et al. 2021). Hypothesis: weighting by
+  improvement focuses l on the best basin faster.
+* ``gap-gamma``: l = the best k-means clusters up to the largest gap between consecutive
+  clusters, holding between 1 and 2 gamma(n) trials; g = all the rest, as in TPE.
+  Hypothesis: a natural break in the values is a better threshold than a fixed quantile.
+
+Usage (dev set; writes ``OUT/trials.csv`` and prints the tables)::
+
+    python benchmarks/split_research.py --out benchmarks/results/split-research-dev \
+        --seeds 20 --variants tpe,dead-zone,cluster-ei,gap-gamma
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+import math
+from pathlib import Path
+import time
+from typing import cast
+from typing import TYPE_CHECKING
+
+import numpy as np
+import optuna
+from optuna.samplers import BaseSampler
+from optuna.trial import TrialState
+import pandas as pd
+
+from optuna_kmtpe import _optuna_compat
+from optuna_kmtpe import _split
+from optuna_kmtpe import KMeansTPESampler
+
+
+if TYPE_CHECKING:
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial
+
+
+DEV_TASKS = [f"bbob-mixint/f{f:02d}-d5" for f in (2, 7, 11, 16, 21)]
+CHECKPOINTS = (25, 50, 100)
+
+
+def _feasible_complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    return [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE and sum(v for v in t.constraints.values() if v > 0) <= 0
+    ]
+
+
+class ClusterEISampler(KMeansTPESampler):
+    """Dead-zone split with l's kernels weighted by their k-means cluster's improvement."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(split="dead-zone", **kwargs)  # type: ignore[arg-type]
+
+    def _below_weights(self, study: Study, below: list[FrozenTrial]) -> np.ndarray | None:
+        complete = _feasible_complete(study.get_trials(deepcopy=False))
+        if len(below) < 2 or not complete:
+            return None
+        scores = _split.objective_scores(study, complete)
+        n_finished = len(
+            study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        )
+        k = self.n_clusters(max(0, n_finished - self._n_startup_trials))
+        finite = np.isfinite(scores)
+        if finite.sum() < 2:
+            return None
+        labels = np.full(len(scores), -1)
+        labels[finite] = _split.kmeans_1d(scores[finite], k)
+        centroids = np.array([scores[labels == c].mean() for c in range(int(labels.max()) + 1)])
+        label_of = {t.number: int(lab) for t, lab in zip(complete, labels)}
+        below_labels = [label_of.get(t.number, -1) for t in below]
+        if min(below_labels) < 0:
+            return None
+        boundary = max(below_labels) + 1
+        if boundary >= len(centroids):
+            return None
+        tau = centroids[boundary]
+        improvement = (tau - centroids[below_labels]) / (tau - centroids[0])
+        return np.clip(improvement, 0.05, 1.0)
+
+
+def _gap_masks(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    n_max = 2 * _optuna_compat.default_gamma(len(scores))
+    labels = _split._cluster_labels(scores, k)
+    order = sorted(set(labels.tolist()))
+    best_cut, best_gap, count = None, -math.inf, 0
+    for i, label in enumerate(order[:-1]):
+        count += int((labels == label).sum())
+        if count > n_max:
+            break
+        gap = scores[labels == order[i + 1]].min() - scores[labels == label].max()
+        if gap > best_gap:
+            best_cut, best_gap = label, gap
+    if best_cut is None:  # a single cluster, or the best one is already too large
+        is_below = np.zeros(len(scores), dtype=bool)
+        n_l = min(_optuna_compat.default_gamma(len(scores)), len(scores))
+        is_below[np.argsort(scores, kind="stable")[:n_l]] = True
+        return is_below, ~is_below
+    return labels <= best_cut, labels > best_cut
+
+
+class GapGammaSampler(KMeansTPESampler):
+    """l = the best clusters up to the largest k-means gap; g = every other trial."""
+
+    def _split(self, study: Study, history: list[FrozenTrial]):  # type: ignore[no-untyped-def]
+        if not self._constant_liar:
+            history = [t for t in history if t.state != TrialState.RUNNING]
+        n_finished = sum(t.state != TrialState.RUNNING for t in history)
+        k = self.n_clusters(max(0, n_finished - self._n_startup_trials))
+        below, above = _split._split_by_masks(study, history, lambda s: _gap_masks(s, k))
+        return below, above, n_finished, k
+
+
+VARIANTS: dict[str, Callable[[int, int], BaseSampler]] = {
+    "tpe": lambda seed, n0: optuna.samplers.TPESampler(seed=seed, n_startup_trials=n0),
+    "dead-zone": lambda seed, n0: KMeansTPESampler(
+        seed=seed, n_startup_trials=n0, split="dead-zone"
+    ),
+    "cluster-ei": lambda seed, n0: ClusterEISampler(seed=seed, n_startup_trials=n0),
+    "gap-gamma": lambda seed, n0: GapGammaSampler(seed=seed, n_startup_trials=n0),
+}
+
+
+def make_objective(task: str) -> Callable[[optuna.Trial], float]:
+    import cocoex
+
+    suite_name, rest = task.split("/")
+    function, dim = rest.split("-")
+    suite = cocoex.Suite(
+        suite_name,
+        "",
+        f"dimensions:{int(dim[1:])} function_indices:{int(function[1:])} instance_indices:1",
+    )
+    problem = suite[0]
+    n_int = int(problem.number_of_integer_variables)
+    low, high = problem.lower_bounds, problem.upper_bounds
+
+    def objective(trial: optuna.Trial) -> float:
+        x = [
+            trial.suggest_int(f"x{i}", int(low[i]), int(high[i]))
+            if i < n_int
+            else trial.suggest_float(f"x{i}", float(low[i]), float(high[i]))
+            for i in range(len(low))
+        ]
+        return float(problem(np.asarray(x, dtype=float)))
+
+    return objective
+
+
+def run(
+    tasks: list[str], variants: list[str], seeds: int, trials: int, startup: int, out: Path
+) -> pd.DataFrame:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "trials.csv"
+    done = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    finished = (
+        set() if done.empty else set(done.groupby(["task", "sampler", "seed"]).groups.keys())
+    )
+    for task in tasks:
+        objective = make_objective(task)
+        for variant in variants:
+            start = time.perf_counter()
+            for seed in range(seeds):
+                if (task, variant, seed) in finished:
+                    continue
+                study = optuna.create_study(sampler=VARIANTS[variant](seed, startup))
+                study.optimize(objective, n_trials=trials)
+                values = [cast("float", t.value) for t in study.trials]
+                rows = pd.DataFrame(
+                    {
+                        "task": task,
+                        "sampler": variant,
+                        "seed": seed,
+                        "trial": np.arange(1, len(values) + 1),
+                        "value": values,
+                        "best_so_far": np.minimum.accumulate(values),
+                    }
+                )
+                rows.to_csv(path, mode="a", header=not path.exists(), index=False)
+            print(f"{task} {variant}: {time.perf_counter() - start:.0f} s", flush=True)
+    return pd.read_csv(path)
+
+
+def report(frame: pd.DataFrame, reference: str = "tpe") -> str:
+    from optuna_kmtpe._bench.stats import rank_tests
+
+    lines = []
+    for variant in [v for v in frame["sampler"].unique() if v != reference]:
+        tests = rank_tests(frame, variant, reference, CHECKPOINTS, sign=-1.0)
+        for checkpoint in CHECKPOINTS:
+            t = tests.xs(checkpoint, level="checkpoint")
+            wins = int(((t["p_value"] < 0.05) & (t["a_better"] > 0.5)).sum())
+            losses = int(((t["p_value"] < 0.05) & (t["a_better"] < 0.5)).sum())
+            lines.append(
+                f"{variant:>12} vs {reference} @ {checkpoint:>3}: wins {wins}, losses {losses},"
+                f" ties {len(t) - wins - losses}; mean P(better) {t['a_better'].mean():.3f}"
+            )
+    best = frame[frame["trial"] == frame["trial"].max()]
+    ranks = (
+        best.groupby(["task", "sampler"])["best_so_far"]
+        .median()
+        .groupby("task")
+        .rank()
+        .groupby("sampler")
+        .mean()
+    )
+    lines.append(
+        "mean rank of the median final best (1 = best): "
+        + ", ".join(f"{s} {r:.2f}" for s, r in ranks.sort_values().items())
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--tasks", default=",".join(DEV_TASKS))
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--startup", type=int, default=10)
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    frame = run(
+        args.tasks.split(","),
+        args.variants.split(","),
+        args.seeds,
+        args.trials,
+        args.startup,
+        args.out,
+    )
+    print(report(frame))
+
+
+if __name__ == "__main__":
+    main()
