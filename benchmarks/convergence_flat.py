@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--startup", type=int, default=20)
-    parser.add_argument("--samplers", default="kmeans-tpe,kmeans-tpe-dead-zone,tpe,random")
+    parser.add_argument("--samplers", default="kmeans-tpe,kmeans-tpe-paper,tpe,random")
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--checkpoints", default="20,40,60,100")
     parser.add_argument("--workers", type=int, default=2)

@@ -21,15 +21,19 @@ def main() -> None:
     for name, sampler in [
         ("KMeansTPESampler", KMeansTPESampler(seed=0, n_startup_trials=20)),
         (
-            'KMeansTPESampler(split="dead-zone")',
-            KMeansTPESampler(seed=0, n_startup_trials=20, split="dead-zone"),
+            'KMeansTPESampler(split="paper")',
+            KMeansTPESampler(seed=0, n_startup_trials=20, split="paper"),
         ),
         ("TPESampler", optuna.samplers.TPESampler(seed=0, n_startup_trials=20)),
     ]:
         study = optuna.create_study(direction="maximize", sampler=sampler)
         study.optimize(objective, n_trials=60, show_progress_bar=True)
         bits = [study.best_params[f"bits_{i}"] for i in range(objective.n_layers)]
-        print(f"{name}: best score {study.best_value:.3f} (synthetic), bits {bits}")
+        distinct = len({tuple(sorted(t.params.items())) for t in study.trials})
+        print(
+            f"{name}: best score {study.best_value:.3f} (synthetic), bits {bits},"
+            f" {distinct} distinct configurations in {len(study.trials)} trials"
+        )
 
 
 if __name__ == "__main__":

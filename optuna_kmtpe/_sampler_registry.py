@@ -12,9 +12,11 @@ from optuna_kmtpe._sampler import KMeansTPESampler
 
 
 SAMPLERS: dict[str, Callable[[int, int], BaseSampler]] = {
+    # The package default: the dead-zone split and the no-repeat rule.
     "kmeans-tpe": lambda seed, startup: KMeansTPESampler(seed=seed, n_startup_trials=startup),
-    "kmeans-tpe-dead-zone": lambda seed, startup: KMeansTPESampler(
-        seed=seed, n_startup_trials=startup, split="dead-zone"
+    # The method as published: the paper's split, repeats allowed.
+    "kmeans-tpe-paper": lambda seed, startup: KMeansTPESampler(
+        seed=seed, n_startup_trials=startup, split="paper", avoid_repeats=False
     ),
     "tpe": lambda seed, startup: optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup),
     "tpe-univariate": lambda seed, startup: optuna.samplers.TPESampler(

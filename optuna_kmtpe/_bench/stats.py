@@ -120,7 +120,7 @@ def markdown_summary(
     trials: pd.DataFrame,
     checkpoints: Sequence[int],
     *,
-    focus: Sequence[str] = ("kmeans-tpe", "kmeans-tpe-dead-zone"),
+    focus: Sequence[str] = ("kmeans-tpe", "kmeans-tpe-paper"),
     reference: str = "tpe",
 ) -> str:
     """A markdown report: spread table, trials to target, and rank tests of each ``focus``
