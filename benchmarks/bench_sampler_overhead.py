@@ -1,12 +1,16 @@
 """The sampler's own cost per trial, KMeansTPESampler next to Optuna's TPESampler.
 
-A 10-dimensional mixed space (log / stepped / plain floats, ints, categoricals) is filled with
-``n`` random trials whose values are a rounded (tie-rich) function; then every sampler, on its
-own copy of that history, proposes ``--repeats`` further trials and the mean wall time of
-``ask`` + the ten ``suggest`` calls + ``tell`` is printed per sampler and history size, in one
-run so the ratios are comparable on a noisy machine.
+Two spaces: ``mixed`` (10-D: log / stepped / plain floats, ints, categoricals) and
+``discrete`` (8 layers x (bit-width, width multiplier), all categorical, where the no-repeat
+rule is active). Each is filled with ``n`` random trials whose values are a rounded
+(tie-rich) function; then every sampler, on its own copy of that history, proposes
+``--repeats`` further trials, and the mean CPU time of the process (``time.process_time``:
+single-threaded work, and less disturbed than wall time by other jobs on a shared machine)
+for ``ask`` + the suggestions + ``tell`` is taken. This is done ``--rounds`` times with the samplers in rotating order, and the table
+shows the median over rounds; the ratio to TPESampler is the median of the per-round ratios,
+so a load change on a shared machine hits both sides of a ratio alike.
 
-    python benchmarks/bench_sampler_overhead.py --sizes 100,1000 --repeats 20
+    python benchmarks/bench_sampler_overhead.py --sizes 100,1000 --repeats 20 --rounds 5
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import pandas as pd
 from optuna_kmtpe import KMeansTPESampler
 
 
-SPACE: dict[str, BaseDistribution] = {
+MIXED_SPACE: dict[str, BaseDistribution] = {
     "f0": FloatDistribution(-5.0, 5.0),
     "f1": FloatDistribution(1e-4, 1.0, log=True),
     "f2": FloatDistribution(0.0, 1.0, step=0.1),
@@ -38,11 +42,20 @@ SPACE: dict[str, BaseDistribution] = {
     "c3": CategoricalDistribution([True, False]),
     "f3": FloatDistribution(-1.0, 1.0),
 }
+_BITS = [[8, 6], [6, 4, 3], [4, 3, 2], [3, 2]] * 2
+DISCRETE_SPACE: dict[str, BaseDistribution] = {
+    name: dist
+    for i, bits in enumerate(_BITS)
+    for name, dist in [
+        (f"bits_{i}", CategoricalDistribution(bits)),
+        (f"width_{i}", CategoricalDistribution([0.75, 0.875, 1.0, 1.125, 1.25])),
+    ]
+}
+SPACES = {"mixed": MIXED_SPACE, "discrete": DISCRETE_SPACE}
 
 SAMPLERS = {
-    "KMeansTPESampler": lambda: KMeansTPESampler(seed=0),
-    "KMeansTPESampler(alpha=1, k=4)": lambda: KMeansTPESampler(seed=0, alpha=1.0),
-    'KMeansTPESampler(split="dead-zone")': lambda: KMeansTPESampler(seed=0, split="dead-zone"),
+    "KMeansTPESampler()": lambda: KMeansTPESampler(seed=0),
+    'KMeansTPESampler(split="paper")': lambda: KMeansTPESampler(seed=0, split="paper"),
     "TPESampler": lambda: optuna.samplers.TPESampler(seed=0),
     "TPESampler(multivariate=False)": lambda: optuna.samplers.TPESampler(
         seed=0, multivariate=False
@@ -51,20 +64,23 @@ SAMPLERS = {
 
 
 def value_of(params: dict) -> float:
-    x = params["f0"] ** 2 + np.log10(params["f1"]) ** 2 + params["i0"] / 10 + 8 / params["c0"]
+    if "f0" in params:
+        x = params["f0"] ** 2 + np.log10(params["f1"]) ** 2 + params["i0"] / 10 + 8 / params["c0"]
+    else:
+        x = sum(np.log2(params[f"bits_{i}"]) * params[f"width_{i}"] for i in range(len(_BITS)))
     return round(float(x), 1)
 
 
-def history(n: int) -> list[optuna.trial.FrozenTrial]:
+def history(space: dict[str, BaseDistribution], n: int) -> list[optuna.trial.FrozenTrial]:
     rng = np.random.RandomState(0)
     sampler = optuna.samplers.RandomSampler(seed=0)
     study = optuna.create_study(sampler=sampler)
     trials = []
     for _ in range(n):
-        trial = study.ask(SPACE)
+        trial = study.ask(space)
         trials.append(
             optuna.trial.create_trial(
-                params=trial.params, distributions=SPACE, value=value_of(trial.params)
+                params=trial.params, distributions=space, value=value_of(trial.params)
             )
         )
         study.tell(trial, rng.rand())
@@ -72,16 +88,19 @@ def history(n: int) -> list[optuna.trial.FrozenTrial]:
 
 
 def seconds_per_trial(
-    make_sampler: Callable[[], optuna.samplers.BaseSampler], trials: list, repeats: int
+    make_sampler: Callable[[], optuna.samplers.BaseSampler],
+    space: dict[str, BaseDistribution],
+    trials: list,
+    repeats: int,
 ) -> float:
     study = optuna.create_study(sampler=make_sampler())
     study.add_trials(trials)
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(repeats):
         trial = study.ask()
-        params = {name: _suggest(trial, name, dist) for name, dist in SPACE.items()}
+        params = {name: _suggest(trial, name, dist) for name, dist in space.items()}
         study.tell(trial, value_of(params))
-    return (time.perf_counter() - start) / repeats
+    return (time.process_time() - start) / repeats
 
 
 def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> object:
@@ -97,26 +116,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--spaces", default="mixed,discrete")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     rows = []
-    for n in (int(s) for s in args.sizes.split(",")):
-        trials = history(n)
-        for name, make in SAMPLERS.items():
-            ms = 1e3 * seconds_per_trial(make, trials, args.repeats)
-            rows.append({"trials in history": n, "sampler": name, "ms per trial": ms})
-    table = pd.DataFrame(rows).pivot(
-        index="sampler", columns="trials in history", values="ms per trial"
+    names = list(SAMPLERS)
+    for space_name in args.spaces.split(","):
+        space = SPACES[space_name]
+        for n in (int(s) for s in args.sizes.split(",")):
+            trials = history(space, n)
+            for r in range(args.rounds):
+                for name in names[r % len(names) :] + names[: r % len(names)]:
+                    ms = 1e3 * seconds_per_trial(SAMPLERS[name], space, trials, args.repeats)
+                    rows.append(
+                        {"space": space_name, "n": n, "round": r, "sampler": name, "ms": ms}
+                    )
+            print(f"{space_name}, {n} trials: done", flush=True)
+    frame = pd.DataFrame(rows)
+    tpe = frame[frame["sampler"] == "TPESampler"].set_index(["space", "n", "round"])["ms"]
+    frame["ratio"] = (
+        frame["ms"].to_numpy()
+        / tpe.loc[list(zip(frame["space"], frame["n"], frame["round"]))].to_numpy()
     )
-    table = table.loc[list(SAMPLERS)]
-    print(f"Sampler overhead, ms per trial (mean of {args.repeats}), 10-D mixed space")
-    print(table.to_markdown(floatfmt=".2f"))
-    print()
-    for name in SAMPLERS:
-        if name.startswith("KMeansTPESampler"):
-            ratio = table.loc[name] / table.loc["TPESampler"]
-            print(f"{name} / TPESampler:", ", ".join(f"{n}: {r:.2f}x" for n, r in ratio.items()))
+    summary = frame.groupby(["space", "sampler", "n"])[["ms", "ratio"]].median().unstack("n")
+    print(
+        f"Sampler overhead: median over {args.rounds} rounds of the mean CPU ms per trial"
+        f" ({args.repeats} proposals each), and the median per-round ratio to TPESampler"
+    )
+    for space_name in args.spaces.split(","):
+        table = summary.loc[space_name].loc[names]
+        table.columns = [f"{what} @ {n}" for what, n in table.columns]
+        print(f"\n{space_name} space")
+        print(table.to_markdown(floatfmt=".2f"))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from collections.abc import Callable
 import math
 from pathlib import Path
 import time
+from typing import Any
 from typing import cast
 from typing import TYPE_CHECKING
 
@@ -71,34 +72,30 @@ def _feasible_complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 class ClusterEISampler(KMeansTPESampler):
     """Dead-zone split with l's kernels weighted by their k-means cluster's improvement."""
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(split="dead-zone", **kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(split="dead-zone", **kwargs)
 
-    def _below_weights(self, study: Study, below: list[FrozenTrial]) -> np.ndarray | None:
-        complete = _feasible_complete(study.get_trials(deepcopy=False))
-        if len(below) < 2 or not complete:
-            return None
-        scores = _split.objective_scores(study, complete)
-        n_finished = len(
-            study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        )
-        k = self.n_clusters(max(0, n_finished - self._n_startup_trials))
-        finite = np.isfinite(scores)
-        if finite.sum() < 2:
-            return None
-        labels = np.full(len(scores), -1)
-        labels[finite] = _split.kmeans_1d(scores[finite], k)
-        centroids = np.array([scores[labels == c].mean() for c in range(int(labels.max()) + 1)])
-        label_of = {t.number: int(lab) for t, lab in zip(complete, labels)}
-        below_labels = [label_of.get(t.number, -1) for t in below]
-        if min(below_labels) < 0:
-            return None
-        boundary = max(below_labels) + 1
-        if boundary >= len(centroids):
-            return None
-        tau = centroids[boundary]
-        improvement = (tau - centroids[below_labels]) / (tau - centroids[0])
-        return np.clip(improvement, 0.05, 1.0)
+    def _split(self, study: Study, history: list[FrozenTrial]) -> Any:
+        split = super()._split(study, history)
+        return split._replace(below_weights=_cluster_ei_weights(study, history, split))
+
+
+def _cluster_ei_weights(study: Study, history: list[FrozenTrial], split: Any) -> np.ndarray | None:
+    complete = _feasible_complete(history)
+    scores = _split.objective_scores(study, complete)
+    finite = np.isfinite(scores)
+    if len(split.below) < 2 or finite.sum() < 2:
+        return None
+    labels = np.full(len(scores), -1)
+    labels[finite] = _split.kmeans_1d(scores[finite], split.k)
+    centroids = np.array([scores[labels == c].mean() for c in range(int(labels.max()) + 1)])
+    label_of = {t.number: int(label) for t, label in zip(complete, labels)}
+    below_labels = np.array([label_of.get(t.number, -1) for t in split.below])
+    boundary = int(below_labels.max()) + 1
+    if below_labels.min() < 0 or boundary >= len(centroids):
+        return None
+    tau = centroids[boundary]
+    return np.clip((tau - centroids[below_labels]) / (tau - centroids[0]), 0.05, 1.0)
 
 
 def _gap_masks(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -124,13 +121,11 @@ def _gap_masks(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 class GapGammaSampler(KMeansTPESampler):
     """l = the best clusters up to the largest k-means gap; g = every other trial."""
 
-    def _split(self, study: Study, history: list[FrozenTrial]):  # type: ignore[no-untyped-def]
-        if not self._constant_liar:
-            history = [t for t in history if t.state != TrialState.RUNNING]
-        n_finished = sum(t.state != TrialState.RUNNING for t in history)
-        k = self.n_clusters(max(0, n_finished - self._n_startup_trials))
-        below, above = _split._split_by_masks(study, history, lambda s: _gap_masks(s, k))
-        return below, above, n_finished, k
+    def _split(self, study: Study, history: list[FrozenTrial]) -> Any:
+        split = super()._split(study, history)
+        live = history if self._constant_liar else [t for t in history if t.state.is_finished()]
+        below, above = _split._split_by_masks(study, live, lambda s: _gap_masks(s, split.k))
+        return split._replace(below=below, above=above)
 
 
 VARIANTS: dict[str, Callable[[int, int], BaseSampler]] = {

@@ -109,10 +109,10 @@ def _optimal_cluster_starts(x: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
     splits = [np.zeros(n + 1, dtype=int)]
     dense = n <= _DENSE_MAX_POINTS
     if dense:
-        j_grid, i_grid = np.meshgrid(ends, ends, indexing="ij")
-        valid = j_grid < i_grid
-        cost_matrix = np.full((n + 1, n + 1), np.inf)
-        cost_matrix[valid] = cost(j_grid[valid], i_grid[valid])
+        # cost_matrix[j, i] = cost(j, i) for j < i, inf elsewhere, by broadcasting.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cost_matrix = cost(ends[:, None], ends[None, :])
+        cost_matrix[ends[:, None] >= ends[None, :]] = np.inf
     for m in range(2, k + 1):
         if dense:
             candidates = best[:, None] + cost_matrix

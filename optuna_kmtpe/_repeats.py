@@ -21,8 +21,6 @@ from optuna.distributions import IntDistribution
 
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from optuna.distributions import BaseDistribution
 
 
@@ -64,8 +62,12 @@ def keys_of_samples(
     samples: dict[str, np.ndarray], search_space: dict[str, BaseDistribution]
 ) -> list[Key]:
     """Grid keys of candidates given in internal representation, one array per parameter."""
-    columns = [_indices(d, np.asarray(samples[name])) for name, d in search_space.items()]
-    return [tuple(int(v) for v in row) for row in zip(*columns)]
+    if not search_space:
+        return []
+    columns = np.stack(
+        [_indices(d, np.asarray(samples[name])) for name, d in search_space.items()], axis=1
+    )
+    return list(map(tuple, columns.tolist()))
 
 
 def unseen_configurations(
@@ -92,23 +94,6 @@ def unseen_configurations(
     return {name: columns[:, i] for i, name in enumerate(search_space)}
 
 
-def seen_keys(
-    params_of_trials: Iterable[dict[str, Any]], search_space: dict[str, BaseDistribution]
-) -> set[Key]:
-    """Keys of the configurations among ``params_of_trials`` that lie in ``search_space``.
-
-    A parameter dict that misses a parameter of the space, or holds a value outside its
-    current range (a dynamic space), names no point of the grid and is left out.
-    """
-    keys: set[Key] = set()
-    for params in params_of_trials:
-        if search_space.keys() <= params.keys() and all(
-            _in_range(d, params[name]) for name, d in search_space.items()
-        ):
-            keys.add(key_of_params(params, search_space))
-    return keys
-
-
 def random_configurations(
     search_space: dict[str, BaseDistribution], rng: np.random.RandomState, size: int
 ) -> dict[str, np.ndarray]:
@@ -118,17 +103,6 @@ def random_configurations(
         grid = np.asarray(_grid(dist))
         samples[name] = grid[rng.randint(len(grid), size=size)]
     return samples
-
-
-def _in_range(dist: BaseDistribution, value: Any) -> bool:
-    if isinstance(dist, CategoricalDistribution):
-        try:
-            dist.to_internal_repr(value)
-        except ValueError:
-            return False
-        return True
-    assert isinstance(dist, (IntDistribution, FloatDistribution))
-    return dist.low <= value <= dist.high
 
 
 def _grid(dist: BaseDistribution) -> list[float]:

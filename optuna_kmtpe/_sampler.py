@@ -6,6 +6,7 @@ from collections.abc import Callable
 import json
 import logging
 from typing import Any
+from typing import NamedTuple
 from typing import TYPE_CHECKING
 import warnings
 
@@ -48,8 +49,16 @@ _HISTORY_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 _logger = logging.getLogger(__name__)
 SPLITS = ("dead-zone", "paper")
 
-# (below, above, number of finished trials seen, scheduled k) of one proposal.
-_Split = tuple[list["FrozenTrial"], list["FrozenTrial"], int, int]
+
+class _Split(NamedTuple):
+    """The trials of one proposal's l(x) and g(x), and the history size and k behind them."""
+
+    below: list[FrozenTrial]
+    above: list[FrozenTrial]
+    n_finished: int
+    k: int
+    # Kernel weights of l's trials (in ``below`` order); None keeps TPE's default weights.
+    below_weights: np.ndarray | None = None
 
 
 class KMeansTPESampler(BaseSampler):
@@ -261,7 +270,9 @@ class KMeansTPESampler(BaseSampler):
         if not search_space:
             return {}
         history = self._history(study, trial)
-        seen = self._seen_configurations(study, history, search_space)
+        groups = self._split_into_groups(search_space)
+        observed = [self._observations(study, history, sub_space) for sub_space in groups]
+        seen = self._seen_configurations(study, history, search_space, observed[0])
         if self._in_startup(study):
             params = (
                 {}
@@ -273,12 +284,11 @@ class KMeansTPESampler(BaseSampler):
         # One split per trial, shared by every group: they all see the same history.
         split = self._split(study, history)
         params = {}
-        for sub_space in self._split_into_groups(search_space):
-            params.update(self._sample(study, split, sub_space, seen))
+        for sub_space, observations in zip(groups, observed):
+            params.update(self._sample(split, sub_space, observations, seen))
 
-        _, _, n_finished, k = split
-        _optuna_compat.set_trial_system_attr(study, trial, _N_FINISHED_KEY, n_finished)
-        _optuna_compat.set_trial_system_attr(study, trial, _K_KEY, k)
+        _optuna_compat.set_trial_system_attr(study, trial, _N_FINISHED_KEY, split.n_finished)
+        _optuna_compat.set_trial_system_attr(study, trial, _K_KEY, split.k)
         self._share_params(study, trial, params)
         return params
 
@@ -321,8 +331,11 @@ class KMeansTPESampler(BaseSampler):
             return self._random_sampler.sample_independent(
                 study, trial, param_name, param_distribution
             )
-        split = self._split(study, self._history(study, trial))
-        return self._sample(study, split, {param_name: param_distribution})[param_name]
+        history = self._history(study, trial)
+        search_space = {param_name: param_distribution}
+        observations = self._observations(study, history, search_space)
+        split = self._split(study, history)
+        return self._sample(split, search_space, observations)[param_name]
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         self._random_sampler.before_trial(study, trial)
@@ -356,20 +369,27 @@ class KMeansTPESampler(BaseSampler):
             below, above = split_trials_dead_zone(study, history, k, _optuna_compat.default_gamma)
         else:
             below, above = split_trials_kmeans(study, history, k)
-        return below, above, n_finished, k
+        return _Split(below, above, n_finished, k)
 
     def _seen_configurations(
-        self, study: Study, history: list[FrozenTrial], search_space: dict[str, BaseDistribution]
+        self,
+        study: Study,
+        history: list[FrozenTrial],
+        search_space: dict[str, BaseDistribution],
+        observations: dict[int, list[float]],
     ) -> set[_repeats.Key] | None:
         """Keys of the configurations already evaluated or in flight, or None where the
         no-repeat rule does not apply: it is off, the space has a continuous parameter or is
         decomposed into groups, or some trial has parameters outside the joint space."""
         if not self._avoid_repeats or self._group or not _repeats.is_fully_discrete(search_space):
             return None
-        params = [self._params(study, t) for t in history]
-        if any(not p.keys() <= search_space.keys() for p in params):
+        # Every finished trial covers the joint space (it is their intersection); one with more
+        # parameters has conditional ones, so the joint space does not name configurations.
+        if any(len(t.params) != len(search_space) for t in history if t.state.is_finished()):
             return None
-        return _repeats.seen_keys(params, search_space)
+        return set(
+            _repeats.keys_of_samples(_columns(observations, history, search_space), search_space)
+        )
 
     def _random_unseen(
         self,
@@ -404,20 +424,18 @@ class KMeansTPESampler(BaseSampler):
 
     def _sample(
         self,
-        study: Study,
         split: _Split,
         search_space: dict[str, BaseDistribution],
+        observations: dict[int, list[float]],
         seen: set[_repeats.Key] | None = None,
     ) -> dict[str, Any]:
-        below, above, _, _ = split
-        below = [t for t in below if search_space.keys() <= self._params(study, t).keys()]
+        covered = [t.number in observations for t in split.below]
+        weights = None if split.below_weights is None else split.below_weights[covered]
         mpe_below = _optuna_compat.build_parzen_estimator(
-            self._internal_repr(study, below, search_space),
-            search_space,
-            self._below_weights(study, below),
+            _columns(observations, split.below, search_space), search_space, weights
         )
         mpe_above = _optuna_compat.build_parzen_estimator(
-            self._internal_repr(study, above, search_space), search_space
+            _columns(observations, split.above, search_space), search_space
         )
 
         def acquisition(samples: dict[str, np.ndarray]) -> np.ndarray:
@@ -443,11 +461,6 @@ class KMeansTPESampler(BaseSampler):
             name: dist.to_external_repr(samples[name][best].item())
             for name, dist in search_space.items()
         }
-
-    def _below_weights(self, study: Study, below: list[FrozenTrial]) -> np.ndarray | None:
-        """Kernel weights of l's observations (``below``, each covering the sampled space);
-        None keeps TPE's default weights."""
-        return None
 
     @staticmethod
     def _best_unseen(
@@ -478,16 +491,19 @@ class KMeansTPESampler(BaseSampler):
         from_prior = _repeats.random_configurations(search_space, self._rng.rng, half)
         return {n: np.concatenate([from_l[n], from_prior[n]]) for n in search_space}
 
-    def _internal_repr(
+    def _observations(
         self, study: Study, trials: list[FrozenTrial], search_space: dict[str, BaseDistribution]
-    ) -> dict[str, np.ndarray]:
-        values: dict[str, list[float]] = {name: [] for name in search_space}
+    ) -> dict[int, list[float]]:
+        """Internal representation of every trial whose params cover ``search_space``, by
+        trial number, in the order of ``search_space``."""
+        observations = {}
         for trial in trials:
             params = self._params(study, trial)
             if search_space.keys() <= params.keys():
-                for name, dist in search_space.items():
-                    values[name].append(dist.to_internal_repr(params[name]))
-        return {name: np.asarray(v, dtype=float) for name, v in values.items()}
+                observations[trial.number] = [
+                    dist.to_internal_repr(params[name]) for name, dist in search_space.items()
+                ]
+        return observations
 
     def _params(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
         """A trial's params, completed for RUNNING trials by the relative params it shared."""
@@ -512,3 +528,14 @@ class KMeansTPESampler(BaseSampler):
 def _check_int(name: str, value: object, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, but got {value!r}.")
+
+
+def _columns(
+    observations: dict[int, list[float]],
+    trials: list[FrozenTrial],
+    search_space: dict[str, BaseDistribution],
+) -> dict[str, np.ndarray]:
+    """One array per parameter of the observed ``trials``, in the order of ``trials``."""
+    rows = [observations[t.number] for t in trials if t.number in observations]
+    table = np.asarray(rows, dtype=float).reshape(len(rows), len(search_space))
+    return {name: table[:, i] for i, name in enumerate(search_space)}

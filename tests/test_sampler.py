@@ -271,7 +271,7 @@ def test_dead_zone_split_gives_l_tpes_size() -> None:
     study = optuna.create_study(sampler=sampler)
     study.optimize(_mixed_objective, n_trials=25)
     trial = study.ask()
-    below, above, n_finished, k = sampler._split(study, sampler._history(study, trial))
+    below, above, n_finished, k, _ = sampler._split(study, sampler._history(study, trial))
     assert n_finished == 25 and k == sampler.n_clusters(20)
     assert len(below) == 3  # min(ceil(0.1 * 25), 25), TPE's gamma
     assert not {t.number for t in below} & {t.number for t in above}
