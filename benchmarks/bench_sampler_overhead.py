@@ -6,9 +6,10 @@ rule is active). Each is filled with ``n`` random trials whose values are a roun
 (tie-rich) function; then every sampler, on its own copy of that history, proposes
 ``--repeats`` further trials, and the mean CPU time of the process (``time.process_time``:
 single-threaded work, and less disturbed than wall time by other jobs on a shared machine)
-for ``ask`` + the suggestions + ``tell`` is taken. This is done ``--rounds`` times with the samplers in rotating order, and the table
-shows the median over rounds; the ratio to TPESampler is the median of the per-round ratios,
-so a load change on a shared machine hits both sides of a ratio alike.
+for ``ask`` + the suggestions + ``tell`` is taken. This is done ``--rounds`` times with the
+samplers in rotating order, and the table shows the median over rounds; the ratio to
+TPESampler is the median of the per-round ratios, so a load change on a shared machine hits
+both sides of a ratio alike.
 
     python benchmarks/bench_sampler_overhead.py --sizes 100,1000 --repeats 20 --rounds 5
 """
