@@ -1,5 +1,7 @@
 """The benchmark tasks of ``kmtpe bench``: the paper's tabular tasks, tasks where TPE is known to
-beat random search, and cheap synthetic flat landscapes.
+beat random search, cheap synthetic flat landscapes, and COCO's ``bbob`` / ``bbob-mixint``
+functions (:mod:`optuna_kmtpe._bench.coco`; named ``SUITE/fNN-dD``, resolved by
+:func:`get_task` and not listed in :data:`TASKS`).
 
 Every task is deterministic given its inputs (fixed CV folds and model seeds), so samplers are
 compared on the same function. Datasets come from packages that ship them offline:
@@ -18,6 +20,7 @@ from typing import Literal
 import numpy as np
 import optuna
 
+from optuna_kmtpe._bench import coco
 from optuna_kmtpe._synthetic import MixedPrecisionProxy
 from optuna_kmtpe._synthetic import TerracedRosenbrock
 
@@ -279,11 +282,42 @@ TASKS: dict[str, BenchTask] = {
 }
 
 
+@functools.cache
+def _coco_task(name: str) -> BenchTask | None:
+    parsed = coco.parse_task_name(name)
+    if parsed is None:
+        return None
+    suite, function, dimension = parsed
+    return BenchTask(
+        name,
+        f"COCO {suite} f{function} in {dimension} dimensions, instance {coco.INSTANCE}, minimised",
+        functools.partial(coco.CocoObjective, suite=suite, function=function, dimension=dimension),
+        n_trials=coco.N_TRIALS,
+        n_startup_trials=coco.N_STARTUP_TRIALS,
+        direction="minimize",
+    )
+
+
 def get_task(name: str) -> BenchTask:
-    """The task called ``name``; a clear error lists the known ones."""
-    try:
-        return TASKS[name]
-    except KeyError:
+    """The task called ``name`` (one of :data:`TASKS` or a COCO ``SUITE/fNN-dD``); a clear
+    error lists the known ones."""
+    task = TASKS.get(name) or _coco_task(name)
+    if task is None:
         raise ValueError(
-            f"Unknown benchmark task {name!r}. Known tasks: {', '.join(TASKS)}."
-        ) from None
+            f"Unknown benchmark task {name!r}. Known tasks: {', '.join(TASKS)}, and "
+            f"{coco.PATTERN} (NN = 01..24, D = {' or '.join(map(str, coco.DIMENSIONS))})."
+        )
+    return task
+
+
+def expand_task_names(names: list[str]) -> list[str]:
+    """``names`` with each COCO group name (``bbob-mixint/d5``, ``bbob``) replaced by its tasks.
+
+    Example:
+        >>> expand_task_names(["iris", "bbob-mixint/d5"])[:3]
+        ['iris', 'bbob-mixint/f01-d5', 'bbob-mixint/f02-d5']
+    """
+    expanded: list[str] = []
+    for name in names:
+        expanded += coco.expand_group(name) or [name]
+    return list(dict.fromkeys(expanded))
