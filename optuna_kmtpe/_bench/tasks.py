@@ -29,8 +29,10 @@ Objective = Callable[[optuna.Trial], float]
 # small_cnn on digits is 0.0763 MB at FiP16, 0.0191 at 4 bits, 0.0143 at 3; at 0.012 MB 15 of 40
 # random configurations were feasible (seed 0), so the search must trade bits against widths.
 _TIGHT_SIZE_LIMIT_MB = 0.012
-# (sampler name, seed, n_trials, n_startup_trials, data_dir) -> (state, value) of every trial.
-StudyRunner = Callable[[str, int, int, int, "str | None"], list[tuple[str, float]]]
+# (state, value, params) of one trial.
+Outcome = tuple[str, float, dict[str, Any]]
+# (sampler name, seed, n_trials, n_startup_trials, data_dir) -> the outcome of every trial.
+StudyRunner = Callable[[str, int, int, int, "str | None"], list[Outcome]]
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ def quant_search(
     n_startup_trials: int,
     data_dir: str | None,
     **options: Any,
-) -> list[tuple[str, float]]:
+) -> list[Outcome]:
     """Paper task 3: ``kmtpe search`` (Hessian-pruned bits + widths, quantisation-aware
     training of each candidate, Lagrangian hardware objective) with no final training.
 
@@ -207,7 +209,7 @@ def quant_search(
         result = run_search(config, log=lambda message: None)
         study = optuna.load_study(study_name=result.study_name, storage=result.storage)
         return [
-            (t.state.name, t.value if t.value is not None else float("nan"))
+            (t.state.name, t.value if t.value is not None else float("nan"), t.params)
             for t in study.get_trials(deepcopy=False)
         ]
 
