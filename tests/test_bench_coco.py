@@ -95,3 +95,25 @@ def test_cli_runs_a_coco_group(tmp_path: Path, capsys: pytest.CaptureFixture[str
     trials = pd.read_csv(tmp_path / "trials.csv")
     assert sorted(trials["task"].unique()) == ["bbob-mixint/f21-d5", "bbob/f01-d5"]
     assert "bbob-mixint/f21-d5" in (tmp_path / "summary.md").read_text()
+
+
+def test_smoke_peers_on_a_mixint_task(  # GP is slow: 2 model-based trials each
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["bench", "--out", str(tmp_path), "--tasks", "bbob-mixint/f01-d5", "--seeds", "1"]
+    args += ["--samplers", "tpe,hyperopt,random,gp", "--trials", "8", "--startup", "6"]
+    assert main(args) == 0
+    summary = (tmp_path / "summary.md").read_text()
+    for section in (
+        "### Mean rank across tasks",
+        "### Distinct configurations per study",
+        "### Each sampler vs tpe at 8 trials",
+        "### Wins / ties / losses against tpe",
+    ):
+        assert section in summary, section
+    assert "| hyperopt  | 0/1/0" in summary and "| gp        | 0/1/0" in summary
+    trials = pd.read_csv(tmp_path / "trials.csv")
+    assert trials.groupby("sampler").size().to_dict() == dict.fromkeys(
+        ["gp", "hyperopt", "random", "tpe"], 8
+    )
+    assert (trials["startup"] == 6).all() and trials["params"].str.contains('"x4": ').all()

@@ -164,7 +164,21 @@ def test_a_folder_from_before_the_params_column_loads_and_resumes(tmp_path: Path
     first = run_benchmark(tmp_path, task, ["random"], [0], **kwargs)  # type: ignore[arg-type]
     first.drop(columns="params").to_csv(tmp_path / "trials.csv", index=False)
     assert open_results(tmp_path)["params"].isna().all()
+    first.drop(columns=["params", "startup"]).to_csv(tmp_path / "trials.csv", index=False)
+    assert open_results(tmp_path)[["params", "startup"]].isna().all().all()
     again = run_benchmark(tmp_path, task, ["random", "tpe"], [0], **kwargs)  # type: ignore[arg-type]
-    assert again.columns.tolist()[-1] == "params" and len(again) == 6
+    assert again.columns.tolist()[-2:] == ["params", "startup"] and len(again) == 6
     assert again[again["sampler"] == "random"]["params"].isna().all()  # kept as it was
     assert again[again["sampler"] == "tpe"]["params"].str.startswith('{"x0": ').all()
+
+
+def test_each_study_records_its_startup_and_another_startup_reruns_it(tmp_path: Path) -> None:
+    task = ["synthetic-terraced-rosenbrock"]
+    first = run_benchmark(
+        tmp_path, task, ["tpe"], [0], n_trials=4, n_startup_trials=2, progress=False
+    )
+    assert first["startup"].tolist() == [2] * 4
+    again = run_benchmark(
+        tmp_path, task, ["tpe"], [0], n_trials=4, n_startup_trials=3, progress=False
+    )
+    assert again["startup"].tolist() == [3] * 4

@@ -5,7 +5,8 @@ Layout of a results folder::
     manifest.json   {"format": "kmtpe-bench/1"}: refuses folders from other formats
     trials.csv      one row per trial: task, sampler, seed, trial, state, value,
                     best_so_far, sampler_seconds, params (the trial's parameters as JSON
-                    with sorted keys; empty in folders written before the column existed)
+                    with sorted keys), startup (the study's n_startup_trials); the last
+                    two are empty in folders written before they existed
 
 A study's rows are appended only once the study has finished, and the file is rewritten
 atomically on resume, so a killed run loses at most the studies that were in flight; running
@@ -60,9 +61,10 @@ COLUMNS = [
     "best_so_far",
     "sampler_seconds",
     "params",
+    "startup",
 ]
 # Columns that older folders of the same format may lack: read as empty (unknown).
-_LATER_COLUMNS = ("params",)
+_LATER_COLUMNS = ("params", "startup")
 TRIALS_FILE = "trials.csv"
 MANIFEST_FILE = "manifest.json"
 SAMPLER_SECONDS = "sampler_seconds"
@@ -99,7 +101,8 @@ def run_study(
         outcomes = [_outcome(t) for t in study.trials]
         seconds = [sampler.seconds.get(t.number, 0.0) for t in study.trials]
 
-    return _rows((task_name, sampler_name, seed), task.direction, outcomes, seconds)
+    unit = (task_name, sampler_name, seed)
+    return _rows(unit, task.direction, outcomes, seconds, n_startup_trials)
 
 
 def _outcome(trial: optuna.trial.FrozenTrial) -> Outcome:
@@ -111,7 +114,11 @@ def _outcome(trial: optuna.trial.FrozenTrial) -> Outcome:
 
 
 def _rows(
-    unit: Unit, direction: str, outcomes: list[Outcome], seconds: list[float]
+    unit: Unit,
+    direction: str,
+    outcomes: list[Outcome],
+    seconds: list[float],
+    n_startup_trials: int,
 ) -> list[dict[str, object]]:
     """CSV rows of one study: its trials' (state, value, params) in order and sampler
     seconds."""
@@ -135,6 +142,7 @@ def _rows(
                 "best_so_far": sign * best if best > -math.inf else math.nan,
                 "sampler_seconds": spent,
                 "params": json.dumps(params, sort_keys=True),
+                "startup": n_startup_trials,
             }
         )
     return rows
@@ -171,7 +179,8 @@ def open_results(out: Path) -> pd.DataFrame:
             f"{trials} lacks the columns {sorted(missing)}; it is from another format. "
             "Use a new --out folder."
         )
-    return frame
+    # Rows are appended in COLUMNS order: keep the file's columns in that order too.
+    return frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
 
 
 def run_benchmark(
@@ -189,7 +198,7 @@ def run_benchmark(
     """Run every missing (task, sampler, seed) study into ``out``; returns all trials.
 
     ``n_trials`` / ``n_startup_trials`` default to each task's paper budget. Studies already
-    complete in ``out`` with the same trial count are skipped.
+    complete in ``out`` with the same trial and startup counts are skipped.
     """
     tasks, samplers = list(tasks), list(samplers)
     budgets = _budgets(tasks, samplers, n_trials, n_startup_trials, data_dir)
@@ -198,7 +207,15 @@ def run_benchmark(
         # An older file without the later columns: rewrite it before appending new rows.
         _write_atomically(frame, out / TRIALS_FILE)
     counts = frame.groupby(["task", "sampler", "seed"]).size()
-    done = {u for u, n in counts.items() if u[0] in budgets and n == budgets[u[0]][0]}
+    # The startup count each study recorded (NaN in older folders: taken as matching).
+    startups = frame.groupby(["task", "sampler", "seed"])["startup"].first()
+    done = {
+        u
+        for u, n in counts.items()
+        if u[0] in budgets
+        and n == budgets[u[0]][0]
+        and (pd.isna(startups[u]) or int(startups[u]) == budgets[u[0]][1])
+    }
     stale = {u for u in counts.index if u[0] in budgets and u not in done}
     if stale:
         # Studies of these tasks run with another budget or cut short: drop and rerun them.
@@ -344,7 +361,8 @@ def shared_trials(
             continue
         outcomes = [_outcome(t) for t in trials]
         seconds = [float(t.user_attrs.get(SAMPLER_SECONDS, math.nan)) for t in trials]
-        rows += _rows(unit, get_task(task_name).direction, outcomes, seconds)
+        direction = get_task(task_name).direction
+        rows += _rows(unit, direction, outcomes, seconds, budgets[task_name][1])
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
