@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 import sys
 from typing import Literal
@@ -10,6 +11,10 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.distributions import CategoricalDistribution
+from optuna.samplers import BaseSampler
+from optuna.testing.pytest_samplers import BasicSamplerTestCase
+from optuna.testing.pytest_samplers import MultiObjectiveSamplerTestCase
+from optuna.testing.pytest_samplers import RelativeSamplerTestCase
 import pandas as pd
 import pytest
 
@@ -144,3 +149,28 @@ def test_runs_inside_kmtpe_bench_on_a_mixint_task(tmp_path: Path) -> None:
     assert len(hyperopt) == 8 and (hyperopt["state"] == "COMPLETE").all()
     assert hyperopt["value"][:3].tolist() == tpe["value"][:3].tolist()  # shared startup
     assert hyperopt["best_so_far"].is_monotonic_decreasing
+
+
+_CONFIGURATIONS: list[Callable[[], BaseSampler]] = [
+    lambda: HyperoptSampler(n_startup_trials=0, seed=0),
+    lambda: HyperoptSampler(n_startup_trials=2, seed=1),
+]
+
+
+class TestBasicHyperopt(BasicSamplerTestCase):
+    @pytest.fixture(params=_CONFIGURATIONS)
+    def sampler(self, request: pytest.FixtureRequest) -> Callable[[], BaseSampler]:
+        return request.param
+
+
+class TestRelativeHyperopt(RelativeSamplerTestCase):
+    @pytest.fixture(params=_CONFIGURATIONS[:1])
+    def sampler(self, request: pytest.FixtureRequest) -> Callable[[], BaseSampler]:
+        return request.param
+
+
+class TestMultiObjectiveHyperopt(MultiObjectiveSamplerTestCase):
+    # Multi-objective studies get random values from sample_independent.
+    @pytest.fixture(params=_CONFIGURATIONS[:1])
+    def sampler(self, request: pytest.FixtureRequest) -> Callable[[], BaseSampler]:
+        return request.param

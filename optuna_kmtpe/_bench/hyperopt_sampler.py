@@ -61,6 +61,8 @@ class HyperoptSampler(BaseSampler):
     Until ``n_startup_trials`` trials are COMPLETE, and for parameters outside the joint space,
     the sampler draws from :class:`~optuna.samplers.RandomSampler` with the same ``seed`` (not
     from hyperopt's random search), so its startup trials match those of Optuna's TPE.
+    Single-objective only: a multi-objective study gets a ``ValueError`` once it has a joint
+    space.
 
     - `Algorithms for Hyper-Parameter Optimization
       <https://proceedings.neurips.cc/paper/2011/hash/86e8f7ab32cfd12577bc2619bc635690-Abstract.html>`__
@@ -139,7 +141,6 @@ class HyperoptSampler(BaseSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
-        self._raise_error_if_multi_objective(study)
         return self._random_sampler.sample_independent(
             study, trial, param_name, param_distribution
         )
