@@ -11,6 +11,13 @@ from optuna.samplers import BaseSampler
 from optuna_kmtpe._sampler import KMeansTPESampler
 
 
+def _hyperopt(seed: int, startup: int) -> BaseSampler:
+    # Imported on use: hyperopt is an optional dependency (the `bench` extra).
+    from optuna_kmtpe._bench.hyperopt_sampler import HyperoptSampler
+
+    return HyperoptSampler(seed=seed, n_startup_trials=startup)
+
+
 SAMPLERS: dict[str, Callable[[int, int], BaseSampler]] = {
     # The package default: the dead-zone split and the no-repeat rule.
     "kmeans-tpe": lambda seed, startup: KMeansTPESampler(seed=seed, n_startup_trials=startup),
@@ -23,6 +30,9 @@ SAMPLERS: dict[str, Callable[[int, int], BaseSampler]] = {
         seed=seed, n_startup_trials=startup, multivariate=False
     ),
     "random": lambda seed, startup: optuna.samplers.RandomSampler(seed=seed),
+    # Peers: hyperopt's TPE (the paper's comparator) and Optuna's Gaussian-process BO.
+    "hyperopt": _hyperopt,
+    "gp": lambda seed, startup: optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup),
 }
 
 

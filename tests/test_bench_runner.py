@@ -142,3 +142,43 @@ def test_every_registered_sampler_runs_and_model_based_ones_share_the_startup_tr
         assert len(v) == 8 and v.notna().all(), name
         if name != "random":
             assert v[:4].tolist() == startup, name
+
+
+def test_every_trial_keeps_its_params_as_sorted_json(tmp_path: Path) -> None:
+    frame = run_benchmark(
+        tmp_path, ["synthetic-terraced-rosenbrock"], ["tpe"], [0], n_trials=4,
+        n_startup_trials=2, progress=False,
+    )  # fmt: skip
+    params = [json.loads(p) for p in frame["params"]]
+    assert [list(p) for p in params] == [[f"x{i}" for i in range(6)]] * 4
+    assert all(isinstance(v, float) for p in params for v in p.values())
+    rows = run_study("synthetic-terraced-rosenbrock", "tpe", 0, n_trials=4, n_startup_trials=2)
+    assert [r["params"] for r in rows] == frame["params"].tolist()
+
+
+def test_a_folder_from_before_the_params_column_loads_and_resumes(tmp_path: Path) -> None:
+    from optuna_kmtpe._bench.runner import open_results
+
+    kwargs = dict(n_trials=3, n_startup_trials=2, progress=False)
+    task = ["synthetic-terraced-rosenbrock"]
+    first = run_benchmark(tmp_path, task, ["random"], [0], **kwargs)  # type: ignore[arg-type]
+    first.drop(columns="params").to_csv(tmp_path / "trials.csv", index=False)
+    assert open_results(tmp_path)["params"].isna().all()
+    first.drop(columns=["params", "startup"]).to_csv(tmp_path / "trials.csv", index=False)
+    assert open_results(tmp_path)[["params", "startup"]].isna().all().all()
+    again = run_benchmark(tmp_path, task, ["random", "tpe"], [0], **kwargs)  # type: ignore[arg-type]
+    assert again.columns.tolist()[-2:] == ["params", "startup"] and len(again) == 6
+    assert again[again["sampler"] == "random"]["params"].isna().all()  # kept as it was
+    assert again[again["sampler"] == "tpe"]["params"].str.startswith('{"x0": ').all()
+
+
+def test_each_study_records_its_startup_and_another_startup_reruns_it(tmp_path: Path) -> None:
+    task = ["synthetic-terraced-rosenbrock"]
+    first = run_benchmark(
+        tmp_path, task, ["tpe"], [0], n_trials=4, n_startup_trials=2, progress=False
+    )
+    assert first["startup"].tolist() == [2] * 4
+    again = run_benchmark(
+        tmp_path, task, ["tpe"], [0], n_trials=4, n_startup_trials=3, progress=False
+    )
+    assert again["startup"].tolist() == [3] * 4

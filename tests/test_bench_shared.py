@@ -32,7 +32,7 @@ def test_one_process_matches_the_in_memory_mode(tmp_path: Path) -> None:
     shared = run_shared_benchmark(tmp_path / "sh", storage, [TASK], SAMPLERS, range(2), **KW)  # type: ignore[arg-type]
     key = ["task", "sampler", "seed", "trial"]
     memory, shared = memory.sort_values(key), shared.sort_values(key)
-    cols = ["task", "sampler", "seed", "trial", "state", "value", "best_so_far"]
+    cols = ["task", "sampler", "seed", "trial", "state", "value", "best_so_far", "params"]
     pd.testing.assert_frame_equal(
         memory[cols].reset_index(drop=True), shared[cols].reset_index(drop=True)
     )

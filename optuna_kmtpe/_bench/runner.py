@@ -4,7 +4,9 @@ Layout of a results folder::
 
     manifest.json   {"format": "kmtpe-bench/1"}: refuses folders from other formats
     trials.csv      one row per trial: task, sampler, seed, trial, state, value,
-                    best_so_far, sampler_seconds
+                    best_so_far, sampler_seconds, params (the trial's parameters as JSON
+                    with sorted keys), startup (the study's n_startup_trials); the last
+                    two are empty in folders written before they existed
 
 A study's rows are appended only once the study has finished, and the file is rewritten
 atomically on resume, so a killed run loses at most the studies that were in flight; running
@@ -38,6 +40,7 @@ from tqdm.auto import tqdm
 
 from optuna_kmtpe._bench.samplers import TimedSampler
 from optuna_kmtpe._bench.tasks import get_task
+from optuna_kmtpe._bench.tasks import Outcome
 from optuna_kmtpe._budget import claim
 from optuna_kmtpe._budget import FAIL_REASON
 from optuna_kmtpe._budget import is_counted
@@ -48,7 +51,20 @@ from optuna_kmtpe._storage import open_storage
 
 
 FORMAT = "kmtpe-bench/1"
-COLUMNS = ["task", "sampler", "seed", "trial", "state", "value", "best_so_far", "sampler_seconds"]
+COLUMNS = [
+    "task",
+    "sampler",
+    "seed",
+    "trial",
+    "state",
+    "value",
+    "best_so_far",
+    "sampler_seconds",
+    "params",
+    "startup",
+]
+# Columns that older folders of the same format may lack: read as empty (unknown).
+_LATER_COLUMNS = ("params", "startup")
 TRIALS_FILE = "trials.csv"
 MANIFEST_FILE = "manifest.json"
 SAMPLER_SECONDS = "sampler_seconds"
@@ -82,23 +98,35 @@ def run_study(
         study = optuna.create_study(direction=task.direction, sampler=sampler)
         # A failing evaluation is a FAIL trial in the table, not the end of the benchmark.
         study.optimize(task.make_objective(), n_trials=n_trials, catch=(Exception,))
-        outcomes = [
-            (t.state.name, t.value if t.value is not None else math.nan) for t in study.trials
-        ]
+        outcomes = [_outcome(t) for t in study.trials]
         seconds = [sampler.seconds.get(t.number, 0.0) for t in study.trials]
 
-    return _rows((task_name, sampler_name, seed), task.direction, outcomes, seconds)
+    unit = (task_name, sampler_name, seed)
+    return _rows(unit, task.direction, outcomes, seconds, n_startup_trials)
+
+
+def _outcome(trial: optuna.trial.FrozenTrial) -> Outcome:
+    return (
+        trial.state.name,
+        trial.value if trial.value is not None else math.nan,
+        trial.params,
+    )
 
 
 def _rows(
-    unit: Unit, direction: str, outcomes: list[tuple[str, float]], seconds: list[float]
+    unit: Unit,
+    direction: str,
+    outcomes: list[Outcome],
+    seconds: list[float],
+    n_startup_trials: int,
 ) -> list[dict[str, object]]:
-    """CSV rows of one study: its trials' (state, value) in order and sampler seconds."""
+    """CSV rows of one study: its trials' (state, value, params) in order and sampler
+    seconds."""
     task_name, sampler_name, seed = unit
     sign = 1.0 if direction == "maximize" else -1.0
     best = -math.inf
     rows: list[dict[str, object]] = []
-    for number, ((state, value), spent) in enumerate(zip(outcomes, seconds)):
+    for number, ((state, value, params), spent) in enumerate(zip(outcomes, seconds)):
         if state != "COMPLETE":
             value = math.nan
         if not math.isnan(value):
@@ -113,6 +141,8 @@ def _rows(
                 "value": value,
                 "best_so_far": sign * best if best > -math.inf else math.nan,
                 "sampler_seconds": spent,
+                "params": json.dumps(params, sort_keys=True),
+                "startup": n_startup_trials,
             }
         )
     return rows
@@ -140,13 +170,17 @@ def open_results(out: Path) -> pd.DataFrame:
     if not trials.exists():
         return pd.DataFrame(columns=COLUMNS)
     frame = pd.read_csv(trials)
+    for column in _LATER_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = math.nan
     missing = set(COLUMNS) - set(frame.columns)
     if missing:
         raise ValueError(
             f"{trials} lacks the columns {sorted(missing)}; it is from another format. "
             "Use a new --out folder."
         )
-    return frame
+    # Rows are appended in COLUMNS order: keep the file's columns in that order too.
+    return frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
 
 
 def run_benchmark(
@@ -164,13 +198,24 @@ def run_benchmark(
     """Run every missing (task, sampler, seed) study into ``out``; returns all trials.
 
     ``n_trials`` / ``n_startup_trials`` default to each task's paper budget. Studies already
-    complete in ``out`` with the same trial count are skipped.
+    complete in ``out`` with the same trial and startup counts are skipped.
     """
     tasks, samplers = list(tasks), list(samplers)
     budgets = _budgets(tasks, samplers, n_trials, n_startup_trials, data_dir)
     frame = open_results(out)
+    if (out / TRIALS_FILE).exists() and _header(out / TRIALS_FILE) != list(frame.columns):
+        # An older file without the later columns: rewrite it before appending new rows.
+        _write_atomically(frame, out / TRIALS_FILE)
     counts = frame.groupby(["task", "sampler", "seed"]).size()
-    done = {u for u, n in counts.items() if u[0] in budgets and n == budgets[u[0]][0]}
+    # The startup count each study recorded (NaN in older folders: taken as matching).
+    startups = frame.groupby(["task", "sampler", "seed"])["startup"].first()
+    done = {
+        u
+        for u, n in counts.items()
+        if u[0] in budgets
+        and n == budgets[u[0]][0]
+        and (pd.isna(startups[u]) or int(startups[u]) == budgets[u[0]][1])
+    }
     stale = {u for u in counts.index if u[0] in budgets and u not in done}
     if stale:
         # Studies of these tasks run with another budget or cut short: drop and rerun them.
@@ -194,7 +239,7 @@ def run_benchmark(
     else:
         _run_parallel(todo, budgets, jobs, append, data_dir)
     bar.close()
-    return pd.read_csv(out / TRIALS_FILE) if (out / TRIALS_FILE).exists() else frame
+    return open_results(out) if (out / TRIALS_FILE).exists() else frame
 
 
 def run_shared_benchmark(
@@ -314,9 +359,10 @@ def shared_trials(
         trials = [t for t in study.get_trials(deepcopy=False) if is_counted(t)]
         if len(trials) != budgets[task_name][0]:
             continue
-        outcomes = [(t.state.name, t.value if t.value is not None else math.nan) for t in trials]
+        outcomes = [_outcome(t) for t in trials]
         seconds = [float(t.user_attrs.get(SAMPLER_SECONDS, math.nan)) for t in trials]
-        rows += _rows(unit, get_task(task_name).direction, outcomes, seconds)
+        direction = get_task(task_name).direction
+        rows += _rows(unit, direction, outcomes, seconds, budgets[task_name][1])
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -375,6 +421,10 @@ def _single_threaded() -> None:
         torch.set_num_threads(1)
     except ImportError:
         pass
+
+
+def _header(path: Path) -> list[str]:
+    return list(pd.read_csv(path, nrows=0).columns)
 
 
 def _write_atomically(frame: pd.DataFrame, path: Path) -> None:

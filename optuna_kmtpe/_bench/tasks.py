@@ -1,5 +1,7 @@
 """The benchmark tasks of ``kmtpe bench``: the paper's tabular tasks, tasks where TPE is known to
-beat random search, and cheap synthetic flat landscapes.
+beat random search, cheap synthetic flat landscapes, and COCO's ``bbob`` / ``bbob-mixint``
+functions (:mod:`optuna_kmtpe._bench.coco`; named ``SUITE/fNN-dD``, resolved by
+:func:`get_task` and not listed in :data:`TASKS`).
 
 Every task is deterministic given its inputs (fixed CV folds and model seeds), so samplers are
 compared on the same function. Datasets come from packages that ship them offline:
@@ -18,6 +20,7 @@ from typing import Literal
 import numpy as np
 import optuna
 
+from optuna_kmtpe._bench import coco
 from optuna_kmtpe._synthetic import MixedPrecisionProxy
 from optuna_kmtpe._synthetic import TerracedRosenbrock
 
@@ -26,8 +29,10 @@ Objective = Callable[[optuna.Trial], float]
 # small_cnn on digits is 0.0763 MB at FiP16, 0.0191 at 4 bits, 0.0143 at 3; at 0.012 MB 15 of 40
 # random configurations were feasible (seed 0), so the search must trade bits against widths.
 _TIGHT_SIZE_LIMIT_MB = 0.012
-# (sampler name, seed, n_trials, n_startup_trials, data_dir) -> (state, value) of every trial.
-StudyRunner = Callable[[str, int, int, int, "str | None"], list[tuple[str, float]]]
+# (state, value, params) of one trial.
+Outcome = tuple[str, float, dict[str, Any]]
+# (sampler name, seed, n_trials, n_startup_trials, data_dir) -> the outcome of every trial.
+StudyRunner = Callable[[str, int, int, int, "str | None"], list[Outcome]]
 
 
 @dataclass(frozen=True)
@@ -175,7 +180,7 @@ def quant_search(
     n_startup_trials: int,
     data_dir: str | None,
     **options: Any,
-) -> list[tuple[str, float]]:
+) -> list[Outcome]:
     """Paper task 3: ``kmtpe search`` (Hessian-pruned bits + widths, quantisation-aware
     training of each candidate, Lagrangian hardware objective) with no final training.
 
@@ -204,7 +209,7 @@ def quant_search(
         result = run_search(config, log=lambda message: None)
         study = optuna.load_study(study_name=result.study_name, storage=result.storage)
         return [
-            (t.state.name, t.value if t.value is not None else float("nan"))
+            (t.state.name, t.value if t.value is not None else float("nan"), t.params)
             for t in study.get_trials(deepcopy=False)
         ]
 
@@ -279,11 +284,42 @@ TASKS: dict[str, BenchTask] = {
 }
 
 
+@functools.cache
+def _coco_task(name: str) -> BenchTask | None:
+    parsed = coco.parse_task_name(name)
+    if parsed is None:
+        return None
+    suite, function, dimension = parsed
+    return BenchTask(
+        name,
+        f"COCO {suite} f{function} in {dimension} dimensions, instance {coco.INSTANCE}, minimised",
+        functools.partial(coco.CocoObjective, suite=suite, function=function, dimension=dimension),
+        n_trials=coco.N_TRIALS,
+        n_startup_trials=coco.N_STARTUP_TRIALS,
+        direction="minimize",
+    )
+
+
 def get_task(name: str) -> BenchTask:
-    """The task called ``name``; a clear error lists the known ones."""
-    try:
-        return TASKS[name]
-    except KeyError:
+    """The task called ``name`` (one of :data:`TASKS` or a COCO ``SUITE/fNN-dD``); a clear
+    error lists the known ones."""
+    task = TASKS.get(name) or _coco_task(name)
+    if task is None:
         raise ValueError(
-            f"Unknown benchmark task {name!r}. Known tasks: {', '.join(TASKS)}."
-        ) from None
+            f"Unknown benchmark task {name!r}. Known tasks: {', '.join(TASKS)}, and "
+            f"{coco.PATTERN} (NN = 01..24, D = {' or '.join(map(str, coco.DIMENSIONS))})."
+        )
+    return task
+
+
+def expand_task_names(names: list[str]) -> list[str]:
+    """``names`` with each COCO group name (``bbob-mixint/d5``, ``bbob``) replaced by its tasks.
+
+    Example:
+        >>> expand_task_names(["iris", "bbob-mixint/d5"])[:3]
+        ['iris', 'bbob-mixint/f01-d5', 'bbob-mixint/f02-d5']
+    """
+    expanded: list[str] = []
+    for name in names:
+        expanded += coco.expand_group(name) or [name]
+    return list(dict.fromkeys(expanded))

@@ -10,6 +10,7 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
+    from optuna_kmtpe._bench import coco
     from optuna_kmtpe._bench.tasks import TASKS
     from optuna_kmtpe._sampler_registry import SAMPLERS
 
@@ -19,7 +20,9 @@ def register(subparsers: Any) -> None:
         description=(
             "Run every (task, sampler, seed) study missing from --out, append its trials to "
             "OUT/trials.csv, and write OUT/summary.md. Rerunning the same command resumes. "
-            "Tasks: " + "; ".join(f"{t.name}: {t.description}" for t in TASKS.values())
+            "Tasks: "
+            + "; ".join(f"{t.name}: {t.description}" for t in TASKS.values())
+            + f"; {coco.DESCRIPTION}."
         ),
     )
     default_tasks = [name for name, task in TASKS.items() if not task.needs_data_dir]
@@ -27,7 +30,9 @@ def register(subparsers: Any) -> None:
         "--tasks",
         default=",".join(default_tasks),
         help="comma-separated task names; 'quant' means quant-cifar100 with --data-dir, "
-        "else the offline proxy quant-digits",
+        "else the offline proxy quant-digits; COCO tasks are SUITE/fNN-dD "
+        f"({coco.PATTERN}), SUITE/dD or SUITE (default: every task above except "
+        "quant-cifar100 and the COCO ones)",
     )
     parser.add_argument("--data-dir", help="folder with CIFAR-100 for the quant-cifar100 task")
     parser.add_argument(
@@ -119,8 +124,10 @@ def _check_counts(args: argparse.Namespace) -> str | None:
 
 
 def _task_names(text: str, data_dir: str | None) -> list[str]:
+    from optuna_kmtpe._bench.tasks import expand_task_names
+
     quant = "quant-digits" if data_dir is None else "quant-cifar100"
-    return [quant if name == "quant" else name for name in _names(text)]
+    return expand_task_names([quant if name == "quant" else name for name in _names(text)])
 
 
 def _names(text: str) -> list[str]:
