@@ -28,8 +28,20 @@ def test_quickstart_example() -> None:
 
 
 def test_sampler_overhead_benchmark() -> None:
-    out = _run("benchmarks/bench_sampler_overhead.py", "--sizes", "15", "--repeats", "2")
-    assert "KMeansTPESampler / TPESampler" in out
+    out = _run(
+        "benchmarks/bench_sampler_overhead.py", "--sizes", "15", "--repeats", "2", "--rounds", "2"
+    )
+    assert "mixed space" in out and "discrete space" in out
+    rows = [line for line in out.splitlines() if line.startswith("| KMeansTPESampler()")]
+    assert len(rows) == 2 and all("ratio" not in row for row in rows)
+
+
+def test_distinct_configurations_benchmark() -> None:
+    out = _run(
+        "benchmarks/distinct_configurations.py", "--seeds", "1", "--startup", "5", "--trials", "15"
+    )
+    default = next(line for line in out.splitlines() if line.startswith("| KMeansTPESampler() "))
+    assert default.split("|")[2].strip() == "1.00"  # every model-based trial was new
 
 
 @pytest.mark.parametrize("task", ["mixed-precision", "terraced-rosenbrock"])
