@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field
+import math
 from typing import Any
 from typing import TYPE_CHECKING
 
@@ -114,7 +115,9 @@ class DSPPackingModel:
     """Size, latency, speedup, energy and throughput of a model on the DSP-packing FPGA array.
 
     Args:
-        model: Any ``torch.nn.Module`` whose compute is in ``Conv2d`` / ``Linear`` layers
+        model: Any ``torch.nn.Module`` whose compute is in quantisable layers
+            (:mod:`optuna_kmtpe._layers`: ``Conv1d`` / ``Conv2d`` incl. grouped and depthwise
+            / ``Linear``)
             (run once on a zero input to read the layer shapes; not modified). Width
             multipliers additionally need a ``torch.fx``-traceable model.
         input_shape: Shape of one input without the batch dimension, e.g. ``(3, 32, 32)``.
@@ -322,27 +325,14 @@ class DSPPackingModel:
 def _trace_shapes(
     model: torch.nn.Module, input_shape: tuple[int, ...]
 ) -> dict[str, tuple[str, int, int, int, int, int, int]]:
-    """Run ``model`` once on zeros and record, per Conv2d/Linear in ``named_modules`` order,
-    ``(kind, kh*kw, input pixels, output pixels, out channels, in channels, groups)``."""
+    """Run ``model`` once on zeros and record, per quantisable layer in ``named_modules``
+    order, ``(kind, kernel size, input pixels, output pixels, out channels, in channels,
+    groups)`` (a Conv1d's "pixels" are its positions)."""
     import torch
 
-    layers = {
-        n: m for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
-    }
-    if not layers:
-        raise ValueError("The model has no Conv2d or Linear layer; nothing to cost.")
-    others = sorted(
-        {
-            type(m).__name__
-            for m in model.modules()
-            if isinstance(m, (torch.nn.modules.conv._ConvNd,))
-            and not isinstance(m, torch.nn.Conv2d)
-        }
-    )
-    if others:
-        raise ValueError(
-            f"Unsupported layer types {others}; the cost model handles Conv2d, Linear."
-        )
+    from optuna_kmtpe._layers import quantisable_layers
+
+    layers = quantisable_layers(model)
     seen: dict[str, tuple[str, int, int, int, int, int, int]] = {}
 
     def hook(name: str) -> Any:
@@ -350,13 +340,14 @@ def _trace_shapes(
             if name in seen:
                 raise ValueError(f"Layer {name!r} runs twice per forward; not supported.")
             x = args[0]
-            if isinstance(module, torch.nn.Conv2d):
-                kh, kw = module.kernel_size
+            if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d)):
+                spatial = module.kernel_size  # (k,) for Conv1d, (kh, kw) for Conv2d
+                dims = len(spatial)
                 seen[name] = (
                     "conv",
-                    kh * kw,
-                    int(x.shape[-1] * x.shape[-2]),
-                    int(output.shape[-1] * output.shape[-2]),
+                    math.prod(spatial),
+                    math.prod(int(d) for d in x.shape[-dims:]),
+                    math.prod(int(d) for d in output.shape[-dims:]),
                     module.out_channels,
                     module.in_channels,
                     module.groups,

@@ -34,6 +34,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from optuna_kmtpe._catalog import MODEL_NAMES
+from optuna_kmtpe._widths import apply_widths
 from optuna_kmtpe._widths import check_widths
 from optuna_kmtpe._widths import plan_widths
 from optuna_kmtpe._widths import WidthPlan
@@ -116,59 +117,6 @@ def width_groups(name: str, num_classes: int) -> dict[str, list[str]]:
         ['conv1', 'layer1.0.conv2', 'layer1.1.conv2', 'layer1.2.conv2']
     """
     return width_plan(name, num_classes).width_groups()
-
-
-def apply_widths(model: nn.Module, plan: WidthPlan, widths: np.ndarray) -> nn.Module:
-    """Replace the Conv/Linear/BatchNorm modules of ``model`` by width-scaled ones, in place.
-
-    Args:
-        model: The width-1 model ``plan`` was read from.
-        plan: Its width plan.
-        widths: Validated multipliers, one per layer (a NumPy array).
-
-    Returns:
-        ``model``, with freshly initialised replaced modules.
-    """
-    out, in_, groups = plan.channels(np.asarray(widths, dtype=float))
-    for i, layer in enumerate(plan.names):
-        old = model.get_submodule(layer)
-        new: nn.Module
-        if isinstance(old, nn.Conv2d):
-            new = nn.Conv2d(
-                int(in_[i]),
-                int(out[i]),
-                old.kernel_size,  # type: ignore[arg-type]
-                stride=old.stride,  # type: ignore[arg-type]
-                padding=old.padding,  # type: ignore[arg-type]
-                dilation=old.dilation,  # type: ignore[arg-type]
-                groups=int(groups[i]),
-                bias=old.bias is not None,
-                padding_mode=old.padding_mode,
-            )
-            nn.init.kaiming_normal_(new.weight, mode="fan_out", nonlinearity="relu")
-        else:
-            assert isinstance(old, nn.Linear)
-            new = nn.Linear(int(in_[i]), int(out[i]), bias=old.bias is not None)
-        _set_submodule(model, layer, new)
-    channels = np.append(out, plan.input_channels)
-    for norm_name, source in plan.norms.items():
-        old_bn = model.get_submodule(norm_name)
-        assert isinstance(old_bn, nn.modules.batchnorm._BatchNorm)
-        new_bn = type(old_bn)(
-            int(channels[source]),
-            eps=old_bn.eps,
-            momentum=old_bn.momentum,
-            affine=old_bn.affine,
-            track_running_stats=old_bn.track_running_stats,
-        )
-        _set_submodule(model, norm_name, new_bn)
-    return model
-
-
-def _set_submodule(model: nn.Module, qualname: str, module: nn.Module) -> None:
-    parent_name, _, child = qualname.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
 
 
 def _check_name(name: str) -> None:

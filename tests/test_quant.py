@@ -193,7 +193,7 @@ def test_quantize_model_bad_inputs() -> None:
         quantize_model(net, [8, 1, 8, 8])
     with pytest.raises(ValueError, match="integer"):
         quantize_model(net, 4.5)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="no Conv2d or Linear"):
+    with pytest.raises(ValueError, match="no quantisable layer"):
         quantize_model(nn.Sequential(nn.ReLU()), 8)
 
 
