@@ -73,8 +73,12 @@ def _step_times(rounds: int, steps: int, batch: int) -> dict[str, list[float]]:
 
 
 def _search_child(sampler: str, checkpoint: str, out: str, trials: int, startup: int) -> None:
-    from optuna_kmtpe._pipeline import run_search
-    from optuna_kmtpe._pipeline import SearchConfig
+    import logging
+
+    from optuna_kmtpe._commands.search_run import run_search
+    from optuna_kmtpe._commands.search_run import SearchConfig
+
+    logging.getLogger("optuna_kmtpe").setLevel(logging.WARNING)
 
     t0 = time.perf_counter()
     result = run_search(
@@ -87,7 +91,6 @@ def _search_child(sampler: str, checkpoint: str, out: str, trials: int, startup:
             out=out,
             progress=False,
         ),
-        log=lambda m: None,
     )
     wall = time.perf_counter() - t0
     peak_mb = _peak_rss_mb()

@@ -14,7 +14,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from optuna_kmtpe._cost import DSPPackingModel
+    from optuna_kmtpe._objective import HardwareLimits
     from optuna_kmtpe._sampler import KMeansTPESampler
+    from optuna_kmtpe._search.api import BestConfiguration
+    from optuna_kmtpe._search.api import MixedPrecisionSearch
+    from optuna_kmtpe._search.choices import LayerChoice
     from optuna_kmtpe._search_space import MixedPrecisionSpace
     from optuna_kmtpe._search_space import prune_search_space
     from optuna_kmtpe._sensitivity import hessian_traces
@@ -32,6 +36,10 @@ _LAZY_EXPORTS = {
     "prune_search_space": "optuna_kmtpe._search_space",
     "MixedPrecisionSpace": "optuna_kmtpe._search_space",
     "DSPPackingModel": "optuna_kmtpe._cost",
+    "HardwareLimits": "optuna_kmtpe._objective",
+    "MixedPrecisionSearch": "optuna_kmtpe._search.api",
+    "BestConfiguration": "optuna_kmtpe._search.api",
+    "LayerChoice": "optuna_kmtpe._search.choices",
 }
 
 __all__ = [
@@ -41,6 +49,10 @@ __all__ = [
     "prune_search_space",
     "MixedPrecisionSpace",
     "DSPPackingModel",
+    "HardwareLimits",
+    "MixedPrecisionSearch",
+    "BestConfiguration",
+    "LayerChoice",
 ]
 
 

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     from optuna_kmtpe._cost import DSPPackingModel
 
 
+#: The forms of the objective a search can optimise.
+OBJECTIVES = ("lagrangian", "constraints", "pareto")
+
 #: Metrics usable in :func:`pareto_values`, with their Optuna direction.
 METRIC_DIRECTIONS = {
     "size_mb": "minimize",

@@ -31,6 +31,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from optuna_kmtpe._loops import DivergenceError
+from optuna_kmtpe._loops import pick_device
+
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -49,10 +52,6 @@ __all__ = [
 ]
 
 
-class DivergenceError(RuntimeError):
-    """The training loss became NaN or infinite (the candidate diverged)."""
-
-
 @dataclass(frozen=True)
 class TrainResult:
     """Summary of one :func:`train` call.
@@ -68,23 +67,6 @@ class TrainResult:
     steps: int
     final_loss: float
     seconds: float
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """``device`` if given, else CUDA when available, else the CPU.
-
-    Raises:
-        ValueError: ``device`` names CUDA but none is available, or is not a device.
-    """
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise ValueError(f"Unknown device {device!r}: {e}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"Device {device!r} requested but CUDA is not available here.")
-    return dev
 
 
 def batches(

@@ -17,11 +17,15 @@ import json
 import sys
 from typing import Any
 
+from optuna_kmtpe._objective import OBJECTIVES
+from optuna_kmtpe._sampler_registry import SAMPLERS as _SAMPLER_FACTORIES
+
+
+SAMPLERS = tuple(_SAMPLER_FACTORIES)
+
 
 def register(subparsers: Any) -> None:
     """Add the ``search`` subcommand to ``kmtpe``'s subparsers."""
-    from optuna_kmtpe._pipeline import OBJECTIVES
-    from optuna_kmtpe._pipeline import SAMPLERS
 
     p = subparsers.add_parser(
         "search",
@@ -107,11 +111,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``kmtpe search``; returns the exit status."""
+    # NOTE: imported here, not at the top, so that ``kmtpe --help`` does not load torch.
     from optuna_kmtpe._checkpoint import CheckpointError
+    from optuna_kmtpe._commands.search_run import run_search
+    from optuna_kmtpe._commands.search_run import SearchConfig
+    from optuna_kmtpe._commands.search_run import SearchError
     from optuna_kmtpe._data import DataError
-    from optuna_kmtpe._pipeline import run_search
-    from optuna_kmtpe._pipeline import SearchConfig
-    from optuna_kmtpe._pipeline import SearchError
 
     config = SearchConfig(
         dataset=args.dataset,
