@@ -13,7 +13,6 @@ import argparse
 import json
 import math
 import sys
-import time
 from typing import Any
 from typing import TYPE_CHECKING
 
@@ -91,8 +90,7 @@ def _compute(args: argparse.Namespace) -> dict[str, Any]:
     from optuna_kmtpe._checkpoint import load_checkpoint
     from optuna_kmtpe._models import build_model
     from optuna_kmtpe._models import width_groups
-    from optuna_kmtpe._search_space import prune_search_space
-    from optuna_kmtpe._sensitivity import hessian_traces
+    from optuna_kmtpe._search.space import estimate_space
 
     bits = _parse_list(args.bits, int, "--bits")
     widths = _parse_list(args.widths, float, "--widths")
@@ -117,24 +115,22 @@ def _compute(args: argparse.Namespace) -> dict[str, Any]:
     elif not args.checkpoint:
         weights_from += " (untrained: pass --checkpoint or --train-epochs)"
 
-    start = time.perf_counter()
-    traces = hessian_traces(
+    # The first step of MixedPrecisionSearch: traces of every quantisable layer, clustered.
+    found = estimate_space(
         model,
         F.cross_entropy,
         batches,
-        max_samples=args.max_samples,
-        rtol=args.rtol,
-        seed=args.seed,
-    )
-    seconds = time.perf_counter() - start
-    space = prune_search_space(
-        traces,
+        width_layers=list(width_groups(args.model, num_classes)),
         n_clusters=args.clusters,
         scale=args.scale,
         bit_choices=bits,
         width_choices=widths,
-        width_layers=list(width_groups(args.model, num_classes)),
+        max_samples=args.max_samples,
+        rtol=args.rtol,
+        seed=args.seed,
+        progress=True,
     )
+    traces, space, seconds = found.traces, found.space, found.seconds
     if args.space_out:
         with open(args.space_out, "w") as f:
             f.write(space.to_json(indent=2))

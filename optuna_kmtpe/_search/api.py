@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from dataclasses import field
 import itertools
 import math
-import time
 from typing import Any
 from typing import TYPE_CHECKING
-import warnings
 
 import optuna
 import torch
@@ -45,11 +43,11 @@ from optuna_kmtpe._search.objective import EvalFn
 from optuna_kmtpe._search.objective import FLOAT_COST_BITS
 from optuna_kmtpe._search.objective import TrainFn
 from optuna_kmtpe._search.objective import TrialObjective
+from optuna_kmtpe._search.space import estimate_space
 from optuna_kmtpe._search_space import DEFAULT_BITS
 from optuna_kmtpe._search_space import DEFAULT_WIDTHS
 from optuna_kmtpe._search_space import MixedPrecisionSpace
-from optuna_kmtpe._search_space import prune_search_space
-from optuna_kmtpe._sensitivity import hessian_traces
+from optuna_kmtpe._sensitivity import TraceEstimate
 
 
 if TYPE_CHECKING:
@@ -353,6 +351,7 @@ class MixedPrecisionSearch:
         self._reuse = bool(reuse_repeats)
         self._seed = int(seed)
         self._progress = bool(progress)
+        self._traces: dict[str, TraceEstimate] = {}
         self._builder = CandidateBuilder(model, self._layers, self._plan, self._seed)
         if space is not None:
             if tuple(space.layers) != self._searched:
@@ -382,6 +381,11 @@ class MixedPrecisionSearch:
     def limits(self) -> HardwareLimits:
         """The limits in force."""
         return self._limits
+
+    @property
+    def traces(self) -> dict[str, TraceEstimate]:
+        """The Hessian trace of every quantisable layer (empty when ``space`` was given)."""
+        return dict(self._traces)
 
     @property
     def space(self) -> MixedPrecisionSpace:
@@ -552,32 +556,26 @@ class MixedPrecisionSearch:
         else:
             assert self._train_loader is not None, "hessian_data is needed with train_fn"
             data = itertools.islice(self._train_loader, n_batches)
-        t0 = time.perf_counter()
-        traces = hessian_traces(
+        found = estimate_space(
             self._model,
             self._loss_fn,
             data,
+            layers=self._searched,
+            width_layers=self._width_leaders,
+            n_clusters=self._n_clusters,
+            bit_choices=self._bit_choices,
+            width_choices=self._width_choices,
             max_samples=max_samples,
             rtol=rtol,
             min_samples=min(5, max_samples),
             seed=self._seed,
             progress=self._progress,
         )
-        searched = {n: traces[n] for n in self._searched}
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            space = prune_search_space(
-                searched,
-                n_clusters=self._n_clusters,
-                bit_choices=self._bit_choices,
-                width_choices=self._width_choices,
-                width_layers=list(self._width_leaders),
-            )
-        for w in caught:
-            _logger.info(f"note: {w.message}")
+        self._traces = found.traces
+        space = found.space
         space = apply_choices(space, self._choices, self._width_leaders)
         _logger.info(
-            f"Hessian traces: {len(traces)} layers in {time.perf_counter() - t0:.1f} s; "
+            f"Hessian traces: {len(found.traces)} layers in {found.seconds:.1f} s; "
             f"space 10^{space.log10_size(pruned=False):.1f} -> 10^{space.log10_size():.1f} "
             "configurations after pruning"
         )
