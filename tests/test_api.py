@@ -231,3 +231,63 @@ def test_best_without_a_feasible_trial_says_so(loaders: Any) -> None:
     search = _search(ResidualNet(), loaders)
     with pytest.raises(ValueError, match="No configuration met the limits in the 0 completed"):
         search.best(optuna.create_study(direction="maximize"))
+
+
+class _SamePoint(optuna.samplers.BaseSampler):
+    """Always proposes the first choice of every parameter."""
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial
+    ) -> dict[str, optuna.distributions.BaseDistribution]:
+        return {}
+
+    def sample_relative(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        search_space: dict[str, optuna.distributions.BaseDistribution],
+    ) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        param_name: str,
+        param_distribution: optuna.distributions.BaseDistribution,
+    ) -> Any:
+        assert isinstance(param_distribution, optuna.distributions.CategoricalDistribution)
+        return param_distribution.choices[0]
+
+
+def _counting(search: MixedPrecisionSearch) -> list[int]:
+    calls: list[int] = []
+    inner = search._train_fn
+
+    def train_fn(model: nn.Module, *, epochs: int, seed: int) -> None:
+        calls.append(seed)
+        inner(model, epochs=epochs, seed=seed)
+
+    search._train_fn = train_fn
+    return calls
+
+
+def test_a_repeated_configuration_is_reused_not_trained(loaders: Any) -> None:
+    search = _search(_trained(ResidualNet(), loaders[0]), loaders, objective="constraints")
+    calls = _counting(search)
+    study = optuna.create_study(direction="maximize", sampler=_SamePoint())
+    search.optimize(study, n_trials=3)  # the sampler proposes one point three times
+    first = study.trials[0]
+    study.enqueue_trial(first.params)  # an enqueued repeat
+    search.optimize(study, n_trials=1)
+    assert len(calls) == 1 and [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    for t in study.trials[1:]:
+        assert t.user_attrs["reused_from_trial"] == 0
+        assert t.value == first.value and t.constraints == first.constraints
+        assert t.user_attrs["accuracy"] == first.user_attrs["accuracy"]
+    assert "reused_from_trial" not in first.user_attrs
+    # Without reuse every trial trains.
+    again = _search(search._model, loaders, reuse_repeats=False)
+    calls = _counting(again)
+    again.optimize(optuna.create_study(direction="maximize", sampler=_SamePoint()), n_trials=2)
+    assert len(calls) == 2

@@ -296,3 +296,24 @@ def _poison_training_call(monkeypatch: pytest.MonkeyPatch, call: int) -> dict[st
 
     monkeypatch.setattr(train_module, "train", poisoned)
     return calls
+
+
+def test_search_never_trains_a_configuration_twice(tmp_path: Path) -> None:
+    # k-means TPE on a small space (2 clusters) repeats itself; repeats reuse, not train.
+    result = run_search(_tiny(tmp_path, trials=12, final_epochs=0, n_clusters=2))
+    trials = _study(tmp_path, "kmtpe-small_cnn-digits").trials
+    assert result.n_trials == 12 and all(t.state.name == "COMPLETE" for t in trials)
+    trained = [
+        (tuple(t.user_attrs["bits"]), tuple(t.user_attrs["widths"]))
+        for t in trials
+        if t.user_attrs["trained"] and "reused_from_trial" not in t.user_attrs
+    ]
+    assert len(trained) == len(set(trained))  # 100% distinct among trained trials
+    for t in trials:
+        if "reused_from_trial" in t.user_attrs:
+            twin = trials[t.user_attrs["reused_from_trial"]]
+            assert (twin.user_attrs["bits"], twin.user_attrs["widths"]) == (
+                t.user_attrs["bits"],
+                t.user_attrs["widths"],
+            )
+            assert t.value == twin.value and "train_seconds" not in t.user_attrs

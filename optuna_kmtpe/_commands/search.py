@@ -74,6 +74,13 @@ def register(subparsers: Any) -> None:
     g.add_argument(
         "--train-infeasible", action="store_true", help="also train configurations over a limit"
     )
+    g.add_argument(
+        "--reuse-repeats",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a trial that repeats an earlier configuration reuses its result instead of "
+        "training again (default; it still counts as one of --trials)",
+    )
     g.add_argument("--clusters", type=int, default=4, help="k of the Hessian clustering (4)")
     g.add_argument("--hessian-samples", type=int, default=50, help="max Hutchinson samples/layer")
     g.add_argument("--hessian-batches", type=int, default=2)
@@ -154,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
         requeue_running=args.requeue_running,
         device=args.device,
         progress=args.progress,
+        reuse_repeats=args.reuse_repeats,
     )
     try:
         result = run_search(config)

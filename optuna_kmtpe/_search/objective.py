@@ -8,6 +8,12 @@ One trial: suggest bits and widths from the space, cost them on the
 build the candidate (width-scaled copy of the trained model, weights inherited, fake-quantised),
 train it ``epochs`` epochs and score it. Every measurement goes into the trial's user
 attributes; the study is the record.
+
+A configuration is never trained twice: a trial whose bits and widths equal those of an
+earlier COMPLETE trial copies its objective values, ``accuracy`` and ``trained`` and records
+``reused_from_trial`` (the number of the trial that trained it) instead of training; it
+still counts as a trial of the budget. A RUNNING trial of the same configuration in another
+worker is waited for; PRUNED and FAILED trials are not reused (the configuration trains).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from typing import Any
 from typing import TYPE_CHECKING
 
 import numpy as np
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
 from torch import nn
 
 from optuna_kmtpe._budget import claim
@@ -54,6 +62,12 @@ _logger = get_logger(__name__)
 TrainFn = Callable[..., None]
 #: ``eval_fn(model) -> float``: the validation score (higher is better).
 EvalFn = Callable[[nn.Module], float]
+
+#: Longest wait for another worker's RUNNING trial of the same configuration.
+REUSE_WAIT_S = 3600.0
+_POLL_S = 0.5
+#: User attribute of a trial that reused an earlier trial's result instead of training.
+REUSED_FROM = "reused_from_trial"
 
 #: Bits the cost model charges for a layer kept in float (the FiP16 reference).
 FLOAT_COST_BITS = 16
@@ -171,6 +185,10 @@ class TrialObjective:
             trial.set_user_attr(key, value)
         if self.objective != "lagrangian":
             set_constraints(trial, report, self.limits)
+        if self.reuse:
+            twin = _find_twin(trial, attrs["bits"], attrs["widths"])
+            if twin is not None:
+                return _reuse(trial, twin)
         accuracy = 0.0
         trained = feasible or self.train_infeasible
         if trained:
@@ -190,3 +208,39 @@ class TrialObjective:
         if self.objective == "lagrangian":
             return lagrangian(accuracy, report, self.limits)
         return accuracy
+
+
+def _find_twin(trial: optuna.Trial, bits: list[Any], widths: list[float]) -> FrozenTrial | None:
+    """The earliest COMPLETE trial with these bits and widths, if any.
+
+    A RUNNING trial with a lower number (another worker, the same configuration) is waited
+    for, at most :data:`REUSE_WAIT_S` seconds: if it completes, it is the twin; if it fails
+    or is pruned, this trial trains. PRUNED and FAIL trials are never reused.
+    """
+    deadline = time.monotonic() + REUSE_WAIT_S
+    while True:
+        waiting = False
+        for t in trial.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
+        ):
+            a = t.user_attrs
+            if t.number == trial.number or a.get("bits") != bits or a.get("widths") != widths:
+                continue
+            if t.state == TrialState.COMPLETE and "accuracy" in a:
+                return t
+            waiting = waiting or t.number < trial.number
+        if not waiting or time.monotonic() > deadline:
+            return None
+        time.sleep(_POLL_S)
+
+
+def _reuse(trial: optuna.Trial, twin: FrozenTrial) -> float | tuple[float, ...]:
+    """Copy ``twin``'s result into ``trial`` (its cost attributes and constraints are the
+    same already) and return its objective values."""
+    origin = twin.user_attrs.get(REUSED_FROM, twin.number)
+    trial.set_user_attr(REUSED_FROM, origin)
+    trial.set_user_attr("trained", twin.user_attrs.get("trained", False))
+    trial.set_user_attr("accuracy", twin.user_attrs["accuracy"])
+    _logger.debug(f"trial {trial.number}: same configuration as trial {origin}; reused")
+    values = twin.values
+    return float(values[0]) if len(values) == 1 else tuple(float(v) for v in values)
