@@ -17,8 +17,8 @@ from optuna_kmtpe import HardwareLimits
 from optuna_kmtpe import KMeansTPESampler
 from optuna_kmtpe import LayerChoice
 from optuna_kmtpe import MixedPrecisionSearch
-from optuna_kmtpe._quant import QuantConv2d
-from optuna_kmtpe._quant import QuantLinear
+from optuna_kmtpe._compress.quant import QuantConv2d
+from optuna_kmtpe._compress.quant import QuantLinear
 
 
 torch.set_num_threads(1)

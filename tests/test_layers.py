@@ -9,12 +9,12 @@ import torch.nn.functional as F
 
 from optuna_kmtpe import DSPPackingModel
 from optuna_kmtpe import hessian_traces
-from optuna_kmtpe._layers import quantisable_layers
-from optuna_kmtpe._layers import UnsupportedLayerError
-from optuna_kmtpe._quant import QuantConv1d
-from optuna_kmtpe._quant import quantize_model
-from optuna_kmtpe._quant import quantized_layers
-from optuna_kmtpe._widths import plan_widths
+from optuna_kmtpe._compress.layers import quantisable_layers
+from optuna_kmtpe._compress.layers import UnsupportedLayerError
+from optuna_kmtpe._compress.quant import QuantConv1d
+from optuna_kmtpe._compress.quant import quantize_model
+from optuna_kmtpe._compress.quant import quantized_layers
+from optuna_kmtpe._compress.widths import plan_widths
 
 
 class _Signal(nn.Module):

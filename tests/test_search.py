@@ -219,7 +219,7 @@ def test_bad_input_exits_2_with_a_clear_message(
 def test_checkpoint_not_matching_the_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from optuna_kmtpe._models import build_model
+    from optuna_kmtpe._zoo.models import build_model
 
     ckpt = tmp_path / "five_classes.pt"
     torch.save(build_model("small_cnn", 5).state_dict(), ckpt)
@@ -282,7 +282,7 @@ def test_diverging_final_training_keeps_the_search_result(
 def _poison_training_call(monkeypatch: pytest.MonkeyPatch, call: int) -> dict[str, int]:
     """Make the ``call``-th ``train`` of the pipeline start from NaN weights (it diverges);
     returns the live count of ``train`` calls."""
-    import optuna_kmtpe._train as train_module
+    import optuna_kmtpe._zoo.train as train_module
 
     real_train = train_module.train
     calls = {"n": 0}

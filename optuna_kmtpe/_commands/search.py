@@ -17,7 +17,7 @@ import json
 import sys
 from typing import Any
 
-from optuna_kmtpe._objective import OBJECTIVES
+from optuna_kmtpe._compress.limits import OBJECTIVES
 from optuna_kmtpe._sampler_registry import SAMPLERS as _SAMPLER_FACTORIES
 
 
@@ -119,11 +119,11 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Handler of ``kmtpe search``; returns the exit status."""
     # NOTE: imported here, not at the top, so that ``kmtpe --help`` does not load torch.
-    from optuna_kmtpe._checkpoint import CheckpointError
     from optuna_kmtpe._commands.search_run import run_search
     from optuna_kmtpe._commands.search_run import SearchConfig
     from optuna_kmtpe._commands.search_run import SearchError
-    from optuna_kmtpe._data import DataError
+    from optuna_kmtpe._search.checkpoint import CheckpointError
+    from optuna_kmtpe._zoo.data import DataError
 
     config = SearchConfig(
         dataset=args.dataset,

@@ -1,7 +1,7 @@
 """``kmtpe search`` on the model zoo and the built-in datasets, as a client of
 :class:`~optuna_kmtpe.MixedPrecisionSearch`.
 
-1. Load the data (:mod:`optuna_kmtpe._data`) and the base model: train it
+1. Load the data (:mod:`optuna_kmtpe._zoo.data`) and the base model: train it
    (``base_epochs``) or load ``checkpoint``; saved as ``<out>/base_model.pt``.
 2. Build the :class:`~optuna_kmtpe.MixedPrecisionSearch` of the base model: Hessian traces
    on ``hessian_batches`` training batches, pruned space (widths for the layers that lead a
@@ -38,33 +38,27 @@ import optuna
 import torch
 from torch import nn
 
-from optuna_kmtpe import _train
 from optuna_kmtpe._budget import counted
 from optuna_kmtpe._budget import open_slots
 from optuna_kmtpe._budget import SURPLUS
-from optuna_kmtpe._catalog import DATASETS
-from optuna_kmtpe._catalog import MODEL_NAMES
-from optuna_kmtpe._checkpoint import atomic_write
-from optuna_kmtpe._checkpoint import load_checkpoint
-from optuna_kmtpe._checkpoint import save_checkpoint
-from optuna_kmtpe._cost import DSPPackingModel
-from optuna_kmtpe._data import DataSplits
-from optuna_kmtpe._data import load_dataset
+from optuna_kmtpe._compress.cost import DSPPackingModel
+from optuna_kmtpe._compress.limits import HardwareLimits
+from optuna_kmtpe._compress.limits import OBJECTIVES
+from optuna_kmtpe._compress.loops import DivergenceError
+from optuna_kmtpe._compress.loops import pick_device
+from optuna_kmtpe._compress.search_space import MixedPrecisionSpace
 from optuna_kmtpe._logging import get_logger
-from optuna_kmtpe._loops import DivergenceError
-from optuna_kmtpe._loops import pick_device
-from optuna_kmtpe._models import build_model
-from optuna_kmtpe._models import input_shape as zoo_input_shape
-from optuna_kmtpe._objective import HardwareLimits
-from optuna_kmtpe._objective import OBJECTIVES
-from optuna_kmtpe._report import trials_table
-from optuna_kmtpe._report import write_plots
-from optuna_kmtpe._report import write_table
 from optuna_kmtpe._sampler_registry import make_sampler
 from optuna_kmtpe._sampler_registry import SAMPLERS as SAMPLER_FACTORIES
 from optuna_kmtpe._search.api import BestConfiguration
 from optuna_kmtpe._search.api import MixedPrecisionSearch
+from optuna_kmtpe._search.checkpoint import atomic_write
+from optuna_kmtpe._search.checkpoint import load_checkpoint
+from optuna_kmtpe._search.checkpoint import save_checkpoint
 from optuna_kmtpe._search.report import TrialLog
+from optuna_kmtpe._search.results import trials_table
+from optuna_kmtpe._search.results import write_plots
+from optuna_kmtpe._search.results import write_table
 from optuna_kmtpe._search.study import ATTR
 from optuna_kmtpe._search.study import check_study_name
 from optuna_kmtpe._search.study import create_study
@@ -75,7 +69,13 @@ from optuna_kmtpe._search.study import StudyError
 from optuna_kmtpe._search.study import wait_for_running
 from optuna_kmtpe._search.workers import run_trials
 from optuna_kmtpe._search.workers import WorkerJob
-from optuna_kmtpe._search_space import MixedPrecisionSpace
+from optuna_kmtpe._zoo import train as _train
+from optuna_kmtpe._zoo.catalog import DATASETS
+from optuna_kmtpe._zoo.catalog import MODEL_NAMES
+from optuna_kmtpe._zoo.data import DataSplits
+from optuna_kmtpe._zoo.data import load_dataset
+from optuna_kmtpe._zoo.models import build_model
+from optuna_kmtpe._zoo.models import input_shape as zoo_input_shape
 
 
 __all__ = ["OBJECTIVES", "SAMPLERS", "SearchConfig", "SearchError", "SearchResult", "run_search"]
@@ -195,7 +195,7 @@ class SearchResult:
 
 @dataclass
 class _ZooTrainer:
-    """``train_fn`` of the built-in datasets: :func:`optuna_kmtpe._train.train`."""
+    """``train_fn`` of the built-in datasets: :func:`optuna_kmtpe._zoo.train.train`."""
 
     data: DataSplits
     lr: float
@@ -241,8 +241,8 @@ def run_search(config: SearchConfig, ready: Callable[[], None] | None = None) ->
     Raises:
         SearchError: Bad options, an existing study without ``resume``, a study to resume
             that does not match the options, or limits no configuration can meet.
-        optuna_kmtpe._data.DataError: Unknown, missing or unreadable dataset.
-        optuna_kmtpe._checkpoint.CheckpointError: A checkpoint that does not fit the model.
+        optuna_kmtpe._zoo.data.DataError: Unknown, missing or unreadable dataset.
+        optuna_kmtpe._search.checkpoint.CheckpointError: A checkpoint that does not fit the model.
     """
     try:
         return _run(config, ready)
@@ -576,7 +576,8 @@ def _write_plots(
     res: SearchResult,
     size_limit: float | None,
 ) -> dict[str, str]:
-    """The plots of :func:`optuna_kmtpe._report.write_plots`; returns ``files`` of the result."""
+    """The plots of :func:`optuna_kmtpe._search.results.write_plots`; returns the result's
+    ``files``."""
     files = {"results": str(out / "results.csv"), "space": str(out / "space.json")}
     for p in write_plots(
         study,

@@ -19,21 +19,25 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from optuna_kmtpe._cost import DSPPackingModel
-from optuna_kmtpe._layers import quantisable_layers
+from optuna_kmtpe._compress.cost import DSPPackingModel
+from optuna_kmtpe._compress.layers import quantisable_layers
+from optuna_kmtpe._compress.limits import HardwareLimits
+from optuna_kmtpe._compress.limits import METRIC_DIRECTIONS
+from optuna_kmtpe._compress.limits import OBJECTIVES
+from optuna_kmtpe._compress.limits import pareto_directions
+from optuna_kmtpe._compress.loops import accuracy
+from optuna_kmtpe._compress.loops import DivergenceError
+from optuna_kmtpe._compress.loops import evaluate_on_batches
+from optuna_kmtpe._compress.loops import LossFn
+from optuna_kmtpe._compress.loops import MetricFn
+from optuna_kmtpe._compress.loops import OptimizerFactory
+from optuna_kmtpe._compress.loops import pick_device
+from optuna_kmtpe._compress.loops import train_on_batches
+from optuna_kmtpe._compress.search_space import DEFAULT_BITS
+from optuna_kmtpe._compress.search_space import DEFAULT_WIDTHS
+from optuna_kmtpe._compress.search_space import MixedPrecisionSpace
+from optuna_kmtpe._compress.sensitivity import TraceEstimate
 from optuna_kmtpe._logging import get_logger
-from optuna_kmtpe._loops import accuracy
-from optuna_kmtpe._loops import DivergenceError
-from optuna_kmtpe._loops import evaluate_on_batches
-from optuna_kmtpe._loops import LossFn
-from optuna_kmtpe._loops import MetricFn
-from optuna_kmtpe._loops import OptimizerFactory
-from optuna_kmtpe._loops import pick_device
-from optuna_kmtpe._loops import train_on_batches
-from optuna_kmtpe._objective import HardwareLimits
-from optuna_kmtpe._objective import METRIC_DIRECTIONS
-from optuna_kmtpe._objective import OBJECTIVES
-from optuna_kmtpe._objective import pareto_directions
 from optuna_kmtpe._search.choices import apply_choices
 from optuna_kmtpe._search.choices import LayerChoice
 from optuna_kmtpe._search.choices import LayerChoiceLike
@@ -44,10 +48,6 @@ from optuna_kmtpe._search.objective import FLOAT_COST_BITS
 from optuna_kmtpe._search.objective import TrainFn
 from optuna_kmtpe._search.objective import TrialObjective
 from optuna_kmtpe._search.space import estimate_space
-from optuna_kmtpe._search_space import DEFAULT_BITS
-from optuna_kmtpe._search_space import DEFAULT_WIDTHS
-from optuna_kmtpe._search_space import MixedPrecisionSpace
-from optuna_kmtpe._sensitivity import TraceEstimate
 
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class BestConfiguration:
 
 @dataclass
 class _LoaderTrainer:
-    """``train_fn`` from a training loader (see :mod:`optuna_kmtpe._loops`)."""
+    """``train_fn`` from a training loader (see :mod:`optuna_kmtpe._compress.loops`)."""
 
     loader: Iterable[Any]
     lr: float

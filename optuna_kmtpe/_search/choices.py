@@ -10,11 +10,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 from typing import Union
 
-from optuna_kmtpe._cost import PACKING
+from optuna_kmtpe._compress.cost import PACKING
 
 
 if TYPE_CHECKING:
-    from optuna_kmtpe._search_space import MixedPrecisionSpace
+    from optuna_kmtpe._compress.search_space import MixedPrecisionSpace
 
 
 __all__ = ["LayerChoice", "LayerChoiceLike", "apply_choices", "resolve_choices"]

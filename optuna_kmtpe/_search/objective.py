@@ -34,24 +34,24 @@ from torch import nn
 
 from optuna_kmtpe._budget import claim
 from optuna_kmtpe._budget import FAIL_REASON
-from optuna_kmtpe._inherit import inherit_weights
+from optuna_kmtpe._compress.inherit import inherit_weights
+from optuna_kmtpe._compress.limits import lagrangian
+from optuna_kmtpe._compress.limits import pareto_values
+from optuna_kmtpe._compress.limits import set_constraints
+from optuna_kmtpe._compress.loops import DivergenceError
+from optuna_kmtpe._compress.quant import quantize_model
+from optuna_kmtpe._compress.widths import apply_widths
+from optuna_kmtpe._compress.widths import check_widths
 from optuna_kmtpe._logging import get_logger
-from optuna_kmtpe._loops import DivergenceError
-from optuna_kmtpe._objective import lagrangian
-from optuna_kmtpe._objective import pareto_values
-from optuna_kmtpe._objective import set_constraints
-from optuna_kmtpe._quant import quantize_model
-from optuna_kmtpe._widths import apply_widths
-from optuna_kmtpe._widths import check_widths
 
 
 if TYPE_CHECKING:
     import optuna
 
-    from optuna_kmtpe._cost import DSPPackingModel
-    from optuna_kmtpe._objective import HardwareLimits
-    from optuna_kmtpe._search_space import MixedPrecisionSpace
-    from optuna_kmtpe._widths import WidthPlan
+    from optuna_kmtpe._compress.cost import DSPPackingModel
+    from optuna_kmtpe._compress.limits import HardwareLimits
+    from optuna_kmtpe._compress.search_space import MixedPrecisionSpace
+    from optuna_kmtpe._compress.widths import WidthPlan
 
 
 __all__ = ["CandidateBuilder", "TrialObjective", "TrainFn", "EvalFn"]
@@ -76,7 +76,7 @@ FLOAT_COST_BITS = 16
 @dataclass
 class CandidateBuilder:
     """Builds candidates from the trained model: width-scaled (``plan``), weights inherited
-    (:func:`optuna_kmtpe._inherit.inherit_weights`, seeded), fake-quantised.
+    (:func:`optuna_kmtpe._compress.inherit.inherit_weights`, seeded), fake-quantised.
 
     Attributes:
         base: The trained float model (not modified).

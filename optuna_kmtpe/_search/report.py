@@ -10,8 +10,8 @@ import optuna
 from optuna_kmtpe._budget import FAIL_REASON
 from optuna_kmtpe._budget import SURPLUS
 from optuna_kmtpe._logging import get_logger
-from optuna_kmtpe._report import trials_table
-from optuna_kmtpe._report import write_table
+from optuna_kmtpe._search.results import trials_table
+from optuna_kmtpe._search.results import write_table
 
 
 __all__ = ["TrialLog"]

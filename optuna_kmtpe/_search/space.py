@@ -16,14 +16,14 @@ import warnings
 
 from torch import nn
 
+from optuna_kmtpe._compress.loops import LossFn
+from optuna_kmtpe._compress.search_space import DEFAULT_BITS
+from optuna_kmtpe._compress.search_space import DEFAULT_WIDTHS
+from optuna_kmtpe._compress.search_space import MixedPrecisionSpace
+from optuna_kmtpe._compress.search_space import prune_search_space
+from optuna_kmtpe._compress.sensitivity import hessian_traces
+from optuna_kmtpe._compress.sensitivity import TraceEstimate
 from optuna_kmtpe._logging import get_logger
-from optuna_kmtpe._loops import LossFn
-from optuna_kmtpe._search_space import DEFAULT_BITS
-from optuna_kmtpe._search_space import DEFAULT_WIDTHS
-from optuna_kmtpe._search_space import MixedPrecisionSpace
-from optuna_kmtpe._search_space import prune_search_space
-from optuna_kmtpe._sensitivity import hessian_traces
-from optuna_kmtpe._sensitivity import TraceEstimate
 
 
 __all__ = ["SpaceEstimate", "estimate_space"]

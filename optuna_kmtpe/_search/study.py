@@ -13,8 +13,8 @@ from optuna.trial import TrialState
 from optuna_kmtpe._budget import FAIL_REASON
 from optuna_kmtpe._budget import fail_stale
 from optuna_kmtpe._budget import SURPLUS
+from optuna_kmtpe._compress.limits import pareto_directions
 from optuna_kmtpe._logging import get_logger
-from optuna_kmtpe._objective import pareto_directions
 from optuna_kmtpe._storage import open_storage
 
 

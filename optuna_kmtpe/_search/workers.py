@@ -23,9 +23,9 @@ from optuna_kmtpe._budget import counted
 from optuna_kmtpe._budget import open_slots
 from optuna_kmtpe._budget import StopAtTarget
 from optuna_kmtpe._budget import Surplus
+from optuna_kmtpe._compress.loops import DivergenceError
 from optuna_kmtpe._logging import get_logger
 from optuna_kmtpe._logging import set_tag
-from optuna_kmtpe._loops import DivergenceError
 from optuna_kmtpe._sampler_registry import make_sampler
 from optuna_kmtpe._search.objective import TrialObjective
 from optuna_kmtpe._storage import open_storage

@@ -1,4 +1,4 @@
-"""Training and scoring of (fake-quantised) models on :class:`~optuna_kmtpe._data.DataSplits`.
+"""Training and scoring of (fake-quantised) models on :class:`~optuna_kmtpe._zoo.data.DataSplits`.
 
 One recipe for every phase, the paper's (section IV-B): Adam with weight decay 1e-4 and a
 OneCycle learning-rate schedule peaking at ``max_lr`` (0.01), over ``epochs`` epochs. The
@@ -11,8 +11,8 @@ reproducible on the same device (``torch.manual_seed`` and a private generator f
 shuffling and augmentation).
 
 Example:
-    >>> from optuna_kmtpe._data import load_dataset
-    >>> from optuna_kmtpe._models import build_model
+    >>> from optuna_kmtpe._zoo.data import load_dataset
+    >>> from optuna_kmtpe._zoo.models import build_model
     >>> data = load_dataset("digits")
     >>> model = build_model("small_cnn", 10)
     >>> result = train(model, data, epochs=1, seed=0)
@@ -31,15 +31,15 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from optuna_kmtpe._loops import DivergenceError
-from optuna_kmtpe._loops import pick_device
+from optuna_kmtpe._compress.loops import DivergenceError
+from optuna_kmtpe._compress.loops import pick_device
 
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from collections.abc import Iterator
 
-    from optuna_kmtpe._data import DataSplits
+    from optuna_kmtpe._zoo.data import DataSplits
 
 
 __all__ = [

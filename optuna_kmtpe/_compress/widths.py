@@ -1,12 +1,12 @@
 """Per-layer width multipliers: how they propagate through a network's graph.
 
 A :class:`WidthPlan` is read once from a ``torch.fx`` trace of a width-1 model. It lists the
-model's quantisable layers (:mod:`optuna_kmtpe._layers`: ``Conv1d`` / ``Conv2d`` /
+model's quantisable layers (:mod:`optuna_kmtpe._compress.layers`: ``Conv1d`` / ``Conv2d`` /
 ``Linear``) in ``named_modules()`` order and knows, for each, which
 layer feeds its input, and which layers must share an output width because their outputs
 meet in an elementwise operation (a residual addition). :meth:`WidthPlan.channels` then turns
 one multiplier per layer into channel counts with NumPy only, so the cost model can evaluate
-thousands of configurations per second, and :func:`optuna_kmtpe._models.build_model` uses the
+thousands of configurations per second, and :func:`optuna_kmtpe._zoo.models.build_model` uses the
 same plan to build the width-scaled network, so the two always agree.
 
 Rules (the docs in ``docs/cost_model.md`` repeat them):
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 # output has as many channels as its ``i``-th positional argument (e.g. the option-A shortcut
 # of ResNet-20, which zero-pads its input to the residual branch's width). Its argument 0 is
 # its input, and each output channel must be one input channel or zero:
-# optuna_kmtpe._inherit probes the channel layout by calling it on channel indices.
+# optuna_kmtpe._compress.inherit probes the channel layout by calling it on channel indices.
 CHANNELS_FOLLOW_ARG = "_kmtpe_channels_follow_arg"
 
 _INPUT = -1  # "channel source" of the model input.
@@ -199,7 +199,7 @@ def plan_widths(model: torch.nn.Module, input_channels: int) -> WidthPlan:
     """
     import torch
 
-    from optuna_kmtpe._layers import quantisable_layers
+    from optuna_kmtpe._compress.layers import quantisable_layers
 
     layers = quantisable_layers(model)
     names = tuple(layers)

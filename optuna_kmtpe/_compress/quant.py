@@ -27,7 +27,7 @@ clamping range, 0 outside).
 
 Example:
     >>> import torch
-    >>> from optuna_kmtpe._models import build_model
+    >>> from optuna_kmtpe._zoo.models import build_model
     >>> net = quantize_model(build_model("small_cnn", 10), [8, 4, 3, 8])
     >>> [m.bits for m in net.modules() if isinstance(m, QuantConv2d | QuantLinear)]
     [8, 4, 3, 8]
@@ -46,7 +46,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from optuna_kmtpe._layers import quantisable_layers
+from optuna_kmtpe._compress.layers import quantisable_layers
 
 
 __all__ = [
@@ -266,8 +266,8 @@ class QuantLinear(nn.Linear, _QuantMixin):
 
 
 def quantized_layers(model: nn.Module) -> list[str]:
-    """Names of the quantisable layers (:mod:`optuna_kmtpe._layers`: ``Conv1d``, ``Conv2d``,
-    ``Linear``; quantised or not) in module order."""
+    """Names of the quantisable layers (:mod:`optuna_kmtpe._compress.layers`: ``Conv1d``,
+    ``Conv2d``, ``Linear``; quantised or not) in module order."""
     return list(quantisable_layers(model, allow_empty=True))
 
 

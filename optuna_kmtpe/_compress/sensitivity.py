@@ -47,14 +47,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from optuna_kmtpe._layers import quantisable_layers
-from optuna_kmtpe._layers import QUANTISABLE_TYPES
+from optuna_kmtpe._compress.layers import quantisable_layers
+from optuna_kmtpe._compress.layers import QUANTISABLE_TYPES
 
 
 __all__ = ["TraceEstimate", "hessian_traces", "LAYER_TYPES"]
 
 #: Module types whose ``weight`` gets a trace: the quantisable layers of
-#: :mod:`optuna_kmtpe._layers` (one definition for traces, bits, widths and cost).
+#: :mod:`optuna_kmtpe._compress.layers` (one definition for traces, bits, widths and cost).
 LAYER_TYPES: tuple[type[nn.Module], ...] = QUANTISABLE_TYPES
 
 _METHODS = ("adaptive", "layerwise", "whole")
