@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
@@ -38,7 +39,7 @@ class StudyError(ValueError):
     """The study cannot be used as asked (the message says why and what to do)."""
 
 
-def open_study_storage(url: str) -> Any:
+def open_study_storage(url: str) -> BaseStorage:
     """The Optuna storage of ``url`` (:func:`optuna_kmtpe._storage.open_storage`)."""
     try:
         return open_storage(url)
@@ -46,7 +47,9 @@ def open_study_storage(url: str) -> Any:
         raise StudyError(f"Cannot open the study storage {url!r}: {type(e).__name__}: {e}") from e
 
 
-def check_study_name(storage: Any, storage_url: str, study_name: str, resume: bool) -> None:
+def check_study_name(
+    storage: BaseStorage, storage_url: str, study_name: str, resume: bool
+) -> None:
     """Refuse to overwrite an existing study, and to resume a missing one."""
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
     if study_name in existing and not resume:
@@ -62,7 +65,7 @@ def check_study_name(storage: Any, storage_url: str, study_name: str, resume: bo
 
 
 def create_study(
-    storage: Any, study_name: str, objective: str, attrs: dict[str, Any]
+    storage: BaseStorage, study_name: str, objective: str, attrs: dict[str, Any]
 ) -> optuna.Study:
     """A new study whose user attributes (prefixed ``kmtpe:``) are ``attrs``."""
     multi = objective == "pareto"
@@ -77,7 +80,7 @@ def create_study(
     return study
 
 
-def requeue_interrupted(study: optuna.Study, storage: Any, fail_running: bool) -> int:
+def requeue_interrupted(study: optuna.Study, storage: BaseStorage, fail_running: bool) -> int:
     """Enqueue a re-run of every interrupted trial that has none yet; returns how many.
 
     ``fail_running`` first marks RUNNING trials as interrupted FAIL: only for the run's own
@@ -117,7 +120,7 @@ def _has_retry(study: optuna.Study, number: int) -> bool:
     return False
 
 
-def note_running_without_heartbeat(study: optuna.Study, storage: Any) -> None:
+def note_running_without_heartbeat(study: optuna.Study, storage: BaseStorage) -> None:
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if running and not isinstance(storage, optuna.storages.RDBStorage):
         _logger.info(
@@ -127,7 +130,7 @@ def note_running_without_heartbeat(study: optuna.Study, storage: Any) -> None:
         )
 
 
-def wait_for_running(study: optuna.Study, storage: Any) -> None:
+def wait_for_running(study: optuna.Study, storage: BaseStorage) -> None:
     """Before the final steps, wait for trials other machines still run (RDB storages: a
     dead machine's trials are failed by the heartbeat; journal files have none: no wait)."""
     if not isinstance(storage, optuna.storages.RDBStorage):
