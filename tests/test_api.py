@@ -291,3 +291,12 @@ def test_a_repeated_configuration_is_reused_not_trained(loaders: Any) -> None:
     calls = _counting(again)
     again.optimize(optuna.create_study(direction="maximize", sampler=_SamePoint()), n_trials=2)
     assert len(calls) == 2
+
+
+def test_docstring_example_runs() -> None:
+    from tests.test_docstring_examples import _testcode_blocks
+
+    blocks = _testcode_blocks(MixedPrecisionSearch.__doc__ or "")
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "<MixedPrecisionSearch docstring>", "exec"), {})
