@@ -4,7 +4,7 @@ Usage::
 
     PYTHONPATH=. python benchmarks/bench_cost.py [--evals 5000] [--repeats 5]
 
-Builds ``DSPPackingModel.from_zoo("resnet18", 1000)`` once (timed separately), then evaluates
+Builds ``zoo_cost_model("resnet18", 1000)`` once (timed separately), then evaluates
 random per-layer configurations (bits from {8, 6, 4, 3, 2}, widths from {0.75, ..., 1.25})
 on one thread and prints the median rate over the repeats.
 """
@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from optuna_kmtpe._cost import DSPPackingModel
+from optuna_kmtpe._zoo.models import zoo_cost_model
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     start = time.perf_counter()
-    cost = DSPPackingModel.from_zoo("resnet18", 1000)
+    cost = zoo_cost_model("resnet18", 1000)
     setup = time.perf_counter() - start
 
     rng = np.random.default_rng(0)

@@ -1,6 +1,6 @@
 """Time to a target precision of three Hutchinson estimators of per-layer Hessian traces.
 
-Model: CIFAR ResNet-20 from ``optuna_kmtpe._models`` with 10 classes. Data: ONE RANDOM BATCH
+Model: CIFAR ResNet-20 from ``optuna_kmtpe._zoo.models`` with 10 classes. Data: ONE RANDOM BATCH
 (Gaussian images, uniform labels; a timing benchmark, not a sensitivity study) after 50 SGD
 steps on it, so the loss is not at its random-init value. Each method runs until every layer's
 relative standard error is <= ``--rtol`` or its time cap; a capped method's time to the
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from optuna_kmtpe import hessian_traces
 from optuna_kmtpe import TraceEstimate
-from optuna_kmtpe._models import build_model
+from optuna_kmtpe._zoo.models import build_model
 
 
 def _trained_model(seed: int, batch_size: int) -> tuple[torch.nn.Module, Any]:
@@ -144,7 +144,7 @@ def main() -> None:
                 {
                     "data": "one random batch (Gaussian images, uniform labels) after 50 SGD "
                     "steps: timing only",
-                    "model": "resnet20 (optuna_kmtpe._models), 10 classes",
+                    "model": "resnet20 (optuna_kmtpe._zoo.models), 10 classes",
                     "batch_size": args.batch_size,
                     "rtol": args.rtol,
                     "threads": args.threads,

@@ -36,9 +36,9 @@ def _step_times(rounds: int, steps: int, batch: int) -> dict[str, list[float]]:
     import torch
     import torch.nn.functional as F
 
-    from optuna_kmtpe._models import build_model
-    from optuna_kmtpe._models import layer_names
-    from optuna_kmtpe._quant import quantize_model
+    from optuna_kmtpe._compress.quant import quantize_model
+    from optuna_kmtpe._zoo.models import build_model
+    from optuna_kmtpe._zoo.models import layer_names
 
     torch.manual_seed(0)
     n = len(layer_names("resnet20", 10))
@@ -73,8 +73,12 @@ def _step_times(rounds: int, steps: int, batch: int) -> dict[str, list[float]]:
 
 
 def _search_child(sampler: str, checkpoint: str, out: str, trials: int, startup: int) -> None:
-    from optuna_kmtpe._pipeline import run_search
-    from optuna_kmtpe._pipeline import SearchConfig
+    import logging
+
+    from optuna_kmtpe._commands.search_run import run_search
+    from optuna_kmtpe._commands.search_run import SearchConfig
+
+    logging.getLogger("optuna_kmtpe").setLevel(logging.WARNING)
 
     t0 = time.perf_counter()
     result = run_search(
@@ -87,7 +91,6 @@ def _search_child(sampler: str, checkpoint: str, out: str, trials: int, startup:
             out=out,
             progress=False,
         ),
-        log=lambda m: None,
     )
     wall = time.perf_counter() - t0
     peak_mb = _peak_rss_mb()
@@ -126,10 +129,10 @@ def _peak_rss_mb() -> float:
 def _train_base(path: str) -> None:
     import torch
 
-    from optuna_kmtpe._checkpoint import save_checkpoint
-    from optuna_kmtpe._data import load_dataset
-    from optuna_kmtpe._models import build_model
-    from optuna_kmtpe._train import train
+    from optuna_kmtpe._search.checkpoint import save_checkpoint
+    from optuna_kmtpe._zoo.data import load_dataset
+    from optuna_kmtpe._zoo.models import build_model
+    from optuna_kmtpe._zoo.train import train
 
     torch.manual_seed(0)
     data = load_dataset("digits", seed=0)

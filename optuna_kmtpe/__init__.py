@@ -13,12 +13,16 @@ from typing import TYPE_CHECKING
 
 
 if TYPE_CHECKING:
-    from optuna_kmtpe._cost import DSPPackingModel
+    from optuna_kmtpe._compress.cost import DSPPackingModel
+    from optuna_kmtpe._compress.limits import HardwareLimits
+    from optuna_kmtpe._compress.search_space import MixedPrecisionSpace
+    from optuna_kmtpe._compress.search_space import prune_search_space
+    from optuna_kmtpe._compress.sensitivity import hessian_traces
+    from optuna_kmtpe._compress.sensitivity import TraceEstimate
     from optuna_kmtpe._sampler import KMeansTPESampler
-    from optuna_kmtpe._search_space import MixedPrecisionSpace
-    from optuna_kmtpe._search_space import prune_search_space
-    from optuna_kmtpe._sensitivity import hessian_traces
-    from optuna_kmtpe._sensitivity import TraceEstimate
+    from optuna_kmtpe._search.api import BestConfiguration
+    from optuna_kmtpe._search.api import MixedPrecisionSearch
+    from optuna_kmtpe._search.choices import LayerChoice
 
 
 __version__ = "0.1.0"
@@ -27,11 +31,15 @@ __version__ = "0.1.0"
 # want the sampler do not pay for torch.
 _LAZY_EXPORTS = {
     "KMeansTPESampler": "optuna_kmtpe._sampler",
-    "hessian_traces": "optuna_kmtpe._sensitivity",
-    "TraceEstimate": "optuna_kmtpe._sensitivity",
-    "prune_search_space": "optuna_kmtpe._search_space",
-    "MixedPrecisionSpace": "optuna_kmtpe._search_space",
-    "DSPPackingModel": "optuna_kmtpe._cost",
+    "hessian_traces": "optuna_kmtpe._compress.sensitivity",
+    "TraceEstimate": "optuna_kmtpe._compress.sensitivity",
+    "prune_search_space": "optuna_kmtpe._compress.search_space",
+    "MixedPrecisionSpace": "optuna_kmtpe._compress.search_space",
+    "DSPPackingModel": "optuna_kmtpe._compress.cost",
+    "HardwareLimits": "optuna_kmtpe._compress.limits",
+    "MixedPrecisionSearch": "optuna_kmtpe._search.api",
+    "BestConfiguration": "optuna_kmtpe._search.api",
+    "LayerChoice": "optuna_kmtpe._search.choices",
 }
 
 __all__ = [
@@ -41,6 +49,10 @@ __all__ = [
     "prune_search_space",
     "MixedPrecisionSpace",
     "DSPPackingModel",
+    "HardwareLimits",
+    "MixedPrecisionSearch",
+    "BestConfiguration",
+    "LayerChoice",
 ]
 
 

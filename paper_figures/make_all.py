@@ -50,8 +50,8 @@ def convergence_outputs(results: Path, out: Path) -> list[Path]:
 
 
 def search_outputs(search: Path, out: Path) -> list[Path]:
-    from optuna_kmtpe._checkpoint import load_checkpoint
-    from optuna_kmtpe._models import build_model
+    from optuna_kmtpe._search.checkpoint import load_checkpoint
+    from optuna_kmtpe._zoo.models import build_model
 
     table, result = read_search(search)
     written = plot_configurations(table, result, out)

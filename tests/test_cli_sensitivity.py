@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from optuna_kmtpe._models import build_model
-from optuna_kmtpe._models import layer_names
+from optuna_kmtpe._zoo.models import build_model
+from optuna_kmtpe._zoo.models import layer_names
 from optuna_kmtpe.cli import main
 from tests.cifar_format import write_cifar10
 

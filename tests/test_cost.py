@@ -7,17 +7,18 @@ import optuna
 import pytest
 import torch
 
-from optuna_kmtpe._cost import DSPPackingModel
-from optuna_kmtpe._cost import PACKING
-from optuna_kmtpe._models import build_model
-from optuna_kmtpe._models import input_shape
-from optuna_kmtpe._models import layer_names
-from optuna_kmtpe._models import MODEL_NAMES
-from optuna_kmtpe._objective import HardwareLimits
-from optuna_kmtpe._objective import lagrangian
-from optuna_kmtpe._objective import pareto_directions
-from optuna_kmtpe._objective import pareto_values
-from optuna_kmtpe._objective import set_constraints
+from optuna_kmtpe._compress.cost import DSPPackingModel
+from optuna_kmtpe._compress.cost import PACKING
+from optuna_kmtpe._compress.limits import HardwareLimits
+from optuna_kmtpe._compress.limits import lagrangian
+from optuna_kmtpe._compress.limits import pareto_directions
+from optuna_kmtpe._compress.limits import pareto_values
+from optuna_kmtpe._compress.limits import set_constraints
+from optuna_kmtpe._zoo.catalog import MODEL_NAMES
+from optuna_kmtpe._zoo.models import build_model
+from optuna_kmtpe._zoo.models import input_shape
+from optuna_kmtpe._zoo.models import layer_names
+from optuna_kmtpe._zoo.models import zoo_cost_model
 from optuna_kmtpe.cli import main
 
 
@@ -125,7 +126,7 @@ def test_energy_hand_computed() -> None:
 
 @pytest.mark.parametrize("name", ["resnet20", "mobilenetv1", "small_cnn"])
 def test_size_linear_in_bits_and_fip16_speedup_is_one(name: str) -> None:
-    cost = DSPPackingModel.from_zoo(name, 10)
+    cost = zoo_cost_model(name, 10)
     weights = cost.evaluate(16).layers["weights"].sum()
     for bits in PACKING:
         assert cost.evaluate(bits).size_bytes == weights * bits / 8
@@ -141,7 +142,7 @@ def test_analytic_widths_match_built_model(name: str) -> None:
     n = len(layer_names(name, 10))
     widths = rng.choice([0.75, 0.875, 1.0, 1.125, 1.25], n)
     bits = rng.choice(sorted(PACKING), n)
-    analytic = DSPPackingModel.from_zoo(name, 10, dram_gbps=None).evaluate(bits, widths)
+    analytic = zoo_cost_model(name, 10, dram_gbps=None).evaluate(bits, widths)
     with torch.device("meta"):
         built = build_model(name, 10, widths)
     counts = [
@@ -155,12 +156,8 @@ def test_analytic_widths_match_built_model(name: str) -> None:
 
 def test_paper_baseline_sizes() -> None:
     # FiP16 = 2 bytes per weight. Table II: ResNet-20 0.54 MB, ImageNet ResNet-18 23.38 MB.
-    assert DSPPackingModel.from_zoo("resnet20", 10).baseline().size_mb == pytest.approx(
-        0.54, abs=0.005
-    )
-    assert DSPPackingModel.from_zoo("resnet18", 1000).baseline().size_mb == pytest.approx(
-        23.38, abs=0.03
-    )
+    assert zoo_cost_model("resnet20", 10).baseline().size_mb == pytest.approx(0.54, abs=0.005)
+    assert zoo_cost_model("resnet18", 1000).baseline().size_mb == pytest.approx(23.38, abs=0.03)
 
 
 @pytest.mark.parametrize("bits", [5, 1, 7, 32, 0, 8.5])
@@ -198,7 +195,7 @@ def test_untraceable_model_allows_bits_but_not_widths() -> None:
 
 
 def test_objective_forms() -> None:
-    cost = DSPPackingModel.from_zoo("small_cnn", 10)
+    cost = zoo_cost_model("small_cnn", 10)
     report = cost.evaluate(16)
     base = report.size_mb
     limits = HardwareLimits(size_mb=base / 2, throughput_fps=report.throughput_fps / 4)
@@ -215,7 +212,7 @@ def test_objective_forms() -> None:
 
 
 def test_set_constraints_marks_infeasible_trials() -> None:
-    cost = DSPPackingModel.from_zoo("small_cnn", 10)
+    cost = zoo_cost_model("small_cnn", 10)
     limits = HardwareLimits(size_mb=cost.evaluate(8).size_mb)
 
     def objective(trial: optuna.Trial) -> float:
@@ -232,7 +229,7 @@ def test_set_constraints_marks_infeasible_trials() -> None:
 
 
 def test_unattainable_limit_is_an_error() -> None:
-    cost = DSPPackingModel.from_zoo("resnet20", 10)
+    cost = zoo_cost_model("resnet20", 10)
     smallest = cost.evaluate(2, 0.75).size_mb
     ok = HardwareLimits(size_mb=smallest * 1.01)
     ok.check_attainable(cost, [8, 6, 4, 3, 2], [0.75, 1.0, 1.25])
@@ -253,7 +250,7 @@ def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
         main(["cost", "--model", "resnet20", "--num-classes", "10", "--bits", bits, "--json"]) == 0
     )
     result = json.loads(capsys.readouterr().out)
-    expected = DSPPackingModel.from_zoo("resnet20", 10).evaluate([8] + [3] * 18 + [8])
+    expected = zoo_cost_model("resnet20", 10).evaluate([8] + [3] * 18 + [8])
     assert result["size_mb"] == pytest.approx(expected.size_mb)
     assert result["speedup"] == pytest.approx(expected.speedup)
     for key in ("latency_ms", "energy_mj", "throughput_fps"):
@@ -274,5 +271,5 @@ def test_cli_errors(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_every_zoo_model_costs() -> None:
     for name in MODEL_NAMES:
-        report = DSPPackingModel.from_zoo(name, 10).evaluate(4, 0.75)
+        report = zoo_cost_model(name, 10).evaluate(4, 0.75)
         assert report.size_bytes > 0 and report.speedup > 1.0

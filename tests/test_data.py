@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from optuna_kmtpe._data import _crop_flip
-from optuna_kmtpe._data import DataError
-from optuna_kmtpe._data import load_dataset
+from optuna_kmtpe._zoo.data import _crop_flip
+from optuna_kmtpe._zoo.data import DataError
+from optuna_kmtpe._zoo.data import load_dataset
 from tests.cifar_format import _images
 from tests.cifar_format import write_cifar10
 from tests.cifar_format import write_cifar100

@@ -87,7 +87,7 @@ def test_search_figures_and_table(
 
 
 def test_layer_weights_picks_first_middle_and_last() -> None:
-    from optuna_kmtpe._models import build_model
+    from optuna_kmtpe._zoo.models import build_model
     from paper_figures.weights import layer_weights
 
     names = list(layer_weights(build_model("resnet20", 10)))

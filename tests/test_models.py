@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from optuna_kmtpe._models import build_model
-from optuna_kmtpe._models import input_shape
-from optuna_kmtpe._models import layer_names
-from optuna_kmtpe._models import MODEL_NAMES
-from optuna_kmtpe._models import width_groups
-from optuna_kmtpe._models import width_plan
-from optuna_kmtpe._widths import plan_widths
-from optuna_kmtpe._widths import scaled_channels
+from optuna_kmtpe._compress.widths import plan_widths
+from optuna_kmtpe._compress.widths import scaled_channels
+from optuna_kmtpe._zoo.catalog import MODEL_NAMES
+from optuna_kmtpe._zoo.models import build_model
+from optuna_kmtpe._zoo.models import input_shape
+from optuna_kmtpe._zoo.models import layer_names
+from optuna_kmtpe._zoo.models import width_groups
+from optuna_kmtpe._zoo.models import width_plan
 
 
 torch.set_num_threads(1)

@@ -10,21 +10,21 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from optuna_kmtpe._cost import DSPPackingModel
-from optuna_kmtpe._inherit import channel_maps
-from optuna_kmtpe._inherit import inherit_weights
-from optuna_kmtpe._inherit import shortcut_aligned_map
-from optuna_kmtpe._models import build_model
-from optuna_kmtpe._models import input_shape
-from optuna_kmtpe._models import layer_names
-from optuna_kmtpe._models import width_groups
-from optuna_kmtpe._models import width_plan
-from optuna_kmtpe._quant import activation_qparams
-from optuna_kmtpe._quant import fake_quantize_activation
-from optuna_kmtpe._quant import fake_quantize_weight
-from optuna_kmtpe._quant import QuantConv2d
-from optuna_kmtpe._quant import quantize_model
-from optuna_kmtpe._quant import QuantLinear
+from optuna_kmtpe._compress.inherit import channel_maps
+from optuna_kmtpe._compress.inherit import inherit_weights
+from optuna_kmtpe._compress.inherit import shortcut_aligned_map
+from optuna_kmtpe._compress.quant import activation_qparams
+from optuna_kmtpe._compress.quant import fake_quantize_activation
+from optuna_kmtpe._compress.quant import fake_quantize_weight
+from optuna_kmtpe._compress.quant import QuantConv2d
+from optuna_kmtpe._compress.quant import quantize_model
+from optuna_kmtpe._compress.quant import QuantLinear
+from optuna_kmtpe._zoo.models import build_model
+from optuna_kmtpe._zoo.models import input_shape
+from optuna_kmtpe._zoo.models import layer_names
+from optuna_kmtpe._zoo.models import width_groups
+from optuna_kmtpe._zoo.models import width_plan
+from optuna_kmtpe._zoo.models import zoo_cost_model
 
 
 torch.set_num_threads(1)
@@ -193,14 +193,14 @@ def test_quantize_model_bad_inputs() -> None:
         quantize_model(net, [8, 1, 8, 8])
     with pytest.raises(ValueError, match="integer"):
         quantize_model(net, 4.5)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="no Conv2d or Linear"):
+    with pytest.raises(ValueError, match="no quantisable layer"):
         quantize_model(nn.Sequential(nn.ReLU()), 8)
 
 
 def test_quantised_model_learns() -> None:
-    from optuna_kmtpe._data import load_dataset
-    from optuna_kmtpe._train import evaluate
-    from optuna_kmtpe._train import train
+    from optuna_kmtpe._zoo.data import load_dataset
+    from optuna_kmtpe._zoo.train import evaluate
+    from optuna_kmtpe._zoo.train import train
 
     data = load_dataset("digits", seed=0)
     torch.manual_seed(0)
@@ -217,13 +217,13 @@ def test_width_scaled_parameter_count_matches_cost_model(name: str) -> None:
     names = layer_names(name, 10)
     widths = rng.choice([0.75, 0.875, 1.0, 1.125, 1.25], size=len(names)).tolist()
     net = build_model(name, 10, widths=widths)
-    cost = DSPPackingModel.from_zoo(name, 10)
+    cost = zoo_cost_model(name, 10)
     table = cost.evaluate(8, widths).layers
     for layer in names:
         assert _w(net, layer).numel() == int(table.loc[layer, "weights"]), layer
     total = sum(_w(net, n).numel() for n in names)
     assert total == int(table["weights"].sum())
-    assert total != DSPPackingModel.from_zoo(name, 10).evaluate(8).layers["weights"].sum()
+    assert total != zoo_cost_model(name, 10).evaluate(8).layers["weights"].sum()
 
 
 def test_inherit_weights_slices_replicates_and_preserves_function() -> None:

@@ -17,9 +17,10 @@ from optuna_kmtpe._budget import FAIL_REASON
 from optuna_kmtpe._budget import StopAtTarget
 from optuna_kmtpe._budget import SURPLUS
 from optuna_kmtpe._budget import Surplus
-from optuna_kmtpe._pipeline import _requeue_interrupted
-from optuna_kmtpe._pipeline import run_search
-from optuna_kmtpe._pipeline import SearchError
+from optuna_kmtpe._commands.search_run import run_search
+from optuna_kmtpe._commands.search_run import SearchError
+from optuna_kmtpe._search.study import requeue_interrupted
+from tests._logs import captured_logs
 from tests.test_search import _tiny
 from tests.test_search import REPO
 from tests.test_search import TINY
@@ -70,17 +71,17 @@ def test_requeue_skips_surplus_and_already_retried_trials() -> None:
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
     study.enqueue_trial(study.trials[1].params)
     study._storage.set_trial_system_attr(study.trials[3]._trial_id, "failed_trial", 1)
-    assert _requeue_interrupted(study, study._storage, fail_running=True) == 1
+    assert requeue_interrupted(study, study._storage, fail_running=True) == 1
     assert study.trials[-1].user_attrs["retry_of"] == 2
-    assert _requeue_interrupted(study, study._storage, fail_running=True) == 0
+    assert requeue_interrupted(study, study._storage, fail_running=True) == 0
 
 
 def test_workers_share_the_budget_and_one_process_trains_the_final_model(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    logs: list[str] = []
     config = _tiny(tmp_path, trials=10, epochs=4, workers=2)
-    result = run_search(config, log=logs.append)
+    with captured_logs() as logs:
+        result = run_search(config)
     trials = _trials(f"sqlite:///{tmp_path / 'study.db'}")
     ran = [t for t in trials if SURPLUS not in t.user_attrs]
     assert sum(t.state.name == "COMPLETE" for t in ran) == len(ran) == 10
@@ -89,7 +90,9 @@ def test_workers_share_the_budget_and_one_process_trains_the_final_model(
     err = capfd.readouterr().err
     assert "[kmtpe w1] study" in err  # the spawned worker joined the study, ran trials ...
     assert len({t.user_attrs["worker"] for t in ran}) == 2
-    assert "final model" not in err and sum("final model:" in m for m in logs) == 1
+    worker_lines = [line for line in err.splitlines() if line.startswith("[kmtpe w")]
+    assert not any("final model" in line for line in worker_lines)
+    assert sum("final model:" in m for m in logs) == 1
     assert (tmp_path / "final_model.pt").exists()  # ... and only the launcher finished
 
 
@@ -102,7 +105,7 @@ def test_two_commands_on_one_storage_run_trials_in_total(
     except pytest.skip.Exception:
         storage, name = f"sqlite:///{tmp_path / 'shared.db'}", NAME
     first = _tiny(tmp_path / "m0", trials=2, final_epochs=0, storage=storage, study_name=name)
-    run_search(first, log=lambda m: None)  # creates the study and the base model
+    run_search(first)  # creates the study and the base model
     cmd = [sys.executable, "-m", "optuna_kmtpe.cli", "search", *TINY, "--storage", storage]
     cmd += ["--study-name", name, "--resume", "--no-final", "--trials", "8", "--epochs", "3"]
     cmd += ["--checkpoint", str(tmp_path / "m0" / "base_model.pt")]
@@ -127,10 +130,10 @@ def test_two_commands_on_one_storage_run_trials_in_total(
 
 def test_journal_file_storage(tmp_path: Path) -> None:
     storage = f"journal:{tmp_path / 'study.log'}"
-    run_search(_tiny(tmp_path, trials=2, final_epochs=0, storage=storage), log=lambda m: None)
+    run_search(_tiny(tmp_path, trials=2, final_epochs=0, storage=storage))
     again = _tiny(tmp_path, trials=3, final_epochs=0, resume=True)
     again.storage = f"journal:///{(tmp_path / 'study.log').resolve()}"  # URL form, same file
-    assert run_search(again, log=lambda m: None).n_complete == 3
+    assert run_search(again).n_complete == 3
     journal = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.log"))
     )
@@ -138,16 +141,16 @@ def test_journal_file_storage(tmp_path: Path) -> None:
     assert len(study.trials) == 3
     # A killed worker's trial stays RUNNING (no heartbeat) and counts as in flight ...
     study.ask().suggest_int("stale", 0, 1)
-    logs: list[str] = []
     again.trials = 4
-    run_search(again, log=logs.append)
+    with captured_logs() as logs:
+        run_search(again)
     assert counted(study) == 3 and any("without heartbeat" in m for m in logs)
     # ... until a resume with --requeue-running fails it and re-runs its parameters.
     again.requeue_running = True
-    run_search(again, log=lambda m: None)
+    run_search(again)
     states = [t.state.name for t in study.trials]
     assert counted(study) == 4 and states[3] == "FAIL" and states.count("RUNNING") == 0
     assert study.trials[4].user_attrs["retry_of"] == 3
     missing = _tiny(tmp_path, storage=f"journal:{tmp_path / 'none' / 'study.log'}")
     with pytest.raises(SearchError, match="journal file is missing"):
-        run_search(missing, log=lambda m: None)
+        run_search(missing)

@@ -17,10 +17,11 @@ import pandas as pd
 import pytest
 import torch
 
-from optuna_kmtpe._pipeline import run_search
-from optuna_kmtpe._pipeline import SearchConfig
-from optuna_kmtpe._pipeline import SearchError
+from optuna_kmtpe._commands.search_run import run_search
+from optuna_kmtpe._commands.search_run import SearchConfig
+from optuna_kmtpe._commands.search_run import SearchError
 from optuna_kmtpe.cli import main
+from tests._logs import captured_logs
 from tests.cifar_format import write_cifar10
 
 
@@ -54,7 +55,7 @@ def _study(out: Path, name: str) -> optuna.Study:
 
 
 def test_search_on_digits_end_to_end(tmp_path: Path) -> None:
-    result = run_search(_tiny(tmp_path, sampler="kmeans-tpe"), log=lambda m: None)
+    result = run_search(_tiny(tmp_path, sampler="kmeans-tpe"))
     assert result.dataset_label == "scikit-learn digits (offline default)"
     assert result.feasible and result.trial is not None
     assert result.layers == ["conv1", "conv2", "fc1", "fc2"]
@@ -101,7 +102,6 @@ def test_search_cli_on_generated_cifar(tmp_path: Path, capsys: pytest.CaptureFix
 def test_pareto_objective_and_random_sampler(tmp_path: Path) -> None:
     result = run_search(
         _tiny(tmp_path, objective="pareto", sampler="random", final_epochs=0, trials=3),
-        log=lambda m: None,
     )
     study = _study(tmp_path, "kmtpe-small_cnn-digits")
     assert len(study.directions) == 2
@@ -113,8 +113,8 @@ def test_diverging_candidate_fails_and_study_goes_on(
 ) -> None:
     # Call 1 trains the base model; call 2 the first candidate.
     _poison_training_call(monkeypatch, 2)
-    logs: list[str] = []
-    result = run_search(_tiny(tmp_path, final_epochs=0), log=logs.append)
+    with captured_logs() as logs:
+        result = run_search(_tiny(tmp_path, final_epochs=0))
     states = [t.state.name for t in _study(tmp_path, "kmtpe-small_cnn-digits").trials]
     assert states.count("FAIL") == 1 and states.count("COMPLETE") == 3  # the study went on
     failed = states.index("FAIL")
@@ -153,10 +153,10 @@ def test_resume_after_sigkill_loses_no_finished_trial(tmp_path: Path) -> None:
     # The same options without --resume refuse to overwrite the study; with it they resume.
     config = _tiny(out, trials=10, epochs=2, final_epochs=0)
     with pytest.raises(SearchError, match="already exists.*Pass --resume"):
-        run_search(config, log=lambda m: None)
-    logs: list[str] = []
+        run_search(config)
     config.resume = True
-    run_search(config, log=logs.append)
+    with captured_logs() as logs:
+        run_search(config)
     study = optuna.load_study(study_name="kmtpe-small_cnn-digits", storage=storage)
     complete = {t.number: (t.params, t.value) for t in study.trials if t.state.name == "COMPLETE"}
     for number, params_value in before.items():
@@ -176,13 +176,13 @@ def test_resume_after_sigkill_loses_no_finished_trial(tmp_path: Path) -> None:
 
 
 def test_requeue_reruns_interrupted_trials_that_had_parameters() -> None:
-    from optuna_kmtpe._pipeline import _requeue_interrupted
+    from optuna_kmtpe._search.study import requeue_interrupted
 
     study = optuna.create_study()
     with_params = study.ask()
     with_params.suggest_int("w", 1, 8)
     study.ask()  # killed before its first suggestion
-    n = _requeue_interrupted(study, study._storage, fail_running=True)
+    n = requeue_interrupted(study, study._storage, fail_running=True)
     assert n == 1
     states = [t.state.name for t in study.trials]
     assert states == ["FAIL", "FAIL", "WAITING"]
@@ -191,7 +191,7 @@ def test_requeue_reruns_interrupted_trials_that_had_parameters() -> None:
     assert study.trials[2].params == {} and study.trials[2].system_attrs["fixed_params"] == {
         "w": with_params.params["w"]
     }
-    assert _requeue_interrupted(study, study._storage, fail_running=True) == 0  # already queued
+    assert requeue_interrupted(study, study._storage, fail_running=True) == 0  # already queued
 
 
 @pytest.mark.parametrize(
@@ -219,7 +219,7 @@ def test_bad_input_exits_2_with_a_clear_message(
 def test_checkpoint_not_matching_the_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from optuna_kmtpe._models import build_model
+    from optuna_kmtpe._zoo.models import build_model
 
     ckpt = tmp_path / "five_classes.pt"
     torch.save(build_model("small_cnn", 5).state_dict(), ckpt)
@@ -256,15 +256,15 @@ def test_no_configuration_met_the_limits_is_said_at_the_end(
 def test_resume_with_other_limits_is_refused(tmp_path: Path) -> None:
     # The trials' feasibility was judged against the study's limits; resuming under other
     # limits would mix two judgements in one study and could choose a trial that breaks them.
-    run_search(_tiny(tmp_path, trials=2, final_epochs=0), log=lambda m: None)
+    run_search(_tiny(tmp_path, trials=2, final_epochs=0))
     study = _study(tmp_path, "kmtpe-small_cnn-digits")
     limit = study.user_attrs["kmtpe:limits"]["size_mb"]
     config = _tiny(tmp_path, trials=3, final_epochs=0, resume=True, size_limit_mb=2 * limit)
     with pytest.raises(SearchError, match="run with the limits"):
-        run_search(config, log=lambda m: None)
+        run_search(config)
     assert len(_study(tmp_path, "kmtpe-small_cnn-digits").trials) == 2
     config.size_limit_mb = None  # the same (default) limit as the first run: resumes
-    assert run_search(config, log=lambda m: None).n_trials == 3
+    assert run_search(config).n_trials == 3
 
 
 def test_diverging_final_training_keeps_the_search_result(
@@ -272,7 +272,7 @@ def test_diverging_final_training_keeps_the_search_result(
 ) -> None:
     # The base model, two candidates, then the final model.
     calls = _poison_training_call(monkeypatch, 4)
-    result = run_search(_tiny(tmp_path, trials=2, startup=2, size_limit_mb=1.0), lambda m: None)
+    result = run_search(_tiny(tmp_path, trials=2, startup=2, size_limit_mb=1.0))
     assert calls["n"] == 4 and result.feasible and result.test_accuracy is None
     assert result.accuracy == result.val_accuracy and "final training diverged" in result.message
     assert json.loads((tmp_path / "result.json").read_text())["message"] == result.message
@@ -282,7 +282,7 @@ def test_diverging_final_training_keeps_the_search_result(
 def _poison_training_call(monkeypatch: pytest.MonkeyPatch, call: int) -> dict[str, int]:
     """Make the ``call``-th ``train`` of the pipeline start from NaN weights (it diverges);
     returns the live count of ``train`` calls."""
-    import optuna_kmtpe._train as train_module
+    import optuna_kmtpe._zoo.train as train_module
 
     real_train = train_module.train
     calls = {"n": 0}
@@ -296,3 +296,24 @@ def _poison_training_call(monkeypatch: pytest.MonkeyPatch, call: int) -> dict[st
 
     monkeypatch.setattr(train_module, "train", poisoned)
     return calls
+
+
+def test_search_never_trains_a_configuration_twice(tmp_path: Path) -> None:
+    # k-means TPE on a small space (2 clusters) repeats itself; repeats reuse, not train.
+    result = run_search(_tiny(tmp_path, trials=12, final_epochs=0, n_clusters=2))
+    trials = _study(tmp_path, "kmtpe-small_cnn-digits").trials
+    assert result.n_trials == 12 and all(t.state.name == "COMPLETE" for t in trials)
+    trained = [
+        (tuple(t.user_attrs["bits"]), tuple(t.user_attrs["widths"]))
+        for t in trials
+        if t.user_attrs["trained"] and "reused_from_trial" not in t.user_attrs
+    ]
+    assert len(trained) == len(set(trained))  # 100% distinct among trained trials
+    for t in trials:
+        if "reused_from_trial" in t.user_attrs:
+            twin = trials[t.user_attrs["reused_from_trial"]]
+            assert (twin.user_attrs["bits"], twin.user_attrs["widths"]) == (
+                t.user_attrs["bits"],
+                t.user_attrs["widths"],
+            )
+            assert t.value == twin.value and "train_seconds" not in t.user_attrs

@@ -12,8 +12,8 @@ from optuna_kmtpe import KMeansTPESampler
 from optuna_kmtpe import MixedPrecisionSpace
 from optuna_kmtpe import prune_search_space
 from optuna_kmtpe import TraceEstimate
-from optuna_kmtpe._search_space import bit_subsets
-from optuna_kmtpe._search_space import Configuration
+from optuna_kmtpe._compress.search_space import bit_subsets
+from optuna_kmtpe._compress.search_space import Configuration
 
 
 PAPER = [(8, 6), (6, 4, 3), (4, 3, 2), (3, 2)]
@@ -189,5 +189,5 @@ def test_space_is_searchable_by_samplers(
 
 
 def test_search_space_module_does_not_import_torch() -> None:
-    code = "import sys, optuna_kmtpe._search_space; sys.exit('torch' in sys.modules)"
+    code = "import sys, optuna_kmtpe._compress.search_space; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

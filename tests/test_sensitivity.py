@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from typing import Literal
 import weakref
 
 import numpy as np
@@ -36,9 +37,10 @@ class _SmallNet(nn.Module):
 
 def _model_and_data(
     n_batches: int = 1,
-) -> tuple[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
+) -> tuple[_SmallNet, list[tuple[torch.Tensor, torch.Tensor]]]:
     torch.manual_seed(0)
     model = _SmallNet()
+    assert model.bn.running_mean is not None and model.bn.running_var is not None
     with torch.no_grad():  # non-trivial BatchNorm statistics, so eval mode matters
         model.bn.running_mean.uniform_(-0.5, 0.5)
         model.bn.running_var.uniform_(0.5, 2.0)
@@ -62,7 +64,8 @@ def _exact_traces(
                 return F.cross_entropy(functional_call(model, {**params, key: w}, (x,)), y)
 
             w = params[key].detach()
-            h = torch.autograd.functional.hessian(loss_of, w).reshape(w.numel(), w.numel())
+            h = torch.autograd.functional.hessian(loss_of, w)  # type: ignore[no-untyped-call]
+            h = h.reshape(w.numel(), w.numel())
             traces.append(float(torch.diagonal(h).sum()))
         out[name] = float(np.mean(traces))
     model.train()
@@ -83,7 +86,7 @@ def test_estimates_match_exact_hessian_within_stderr() -> None:
 
 
 @pytest.mark.parametrize("method", ["layerwise", "whole"])
-def test_reference_methods_are_unbiased(method: str) -> None:
+def test_reference_methods_are_unbiased(method: Literal["layerwise", "whole"]) -> None:
     model, data = _model_and_data()
     exact = _exact_traces(model, data)
     traces = hessian_traces(
@@ -138,6 +141,7 @@ def test_modes_flags_and_statistics_restored() -> None:
     model.train()
     model.body.eval()
     model.head.weight.requires_grad_(False)
+    assert model.bn.running_mean is not None
     bn_mean = model.bn.running_mean.clone()
     traces = hessian_traces(model, F.cross_entropy, data, max_samples=5, seed=0)
     assert model.training and model.conv.training and not model.body.training

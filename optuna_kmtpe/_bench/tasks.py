@@ -186,13 +186,19 @@ def quant_search(
 
     Offline (``data_dir`` None) it searches ``small_cnn`` on scikit-learn digits, the offline
     proxy; with ``data_dir`` it searches ResNet-18 on CIFAR-100 there, as the paper does.
-    ``options`` override :class:`~optuna_kmtpe._pipeline.SearchConfig` fields (epochs, limits).
+    ``options`` override :class:`~optuna_kmtpe._commands.search_run.SearchConfig` fields
+    (epochs, limits); the run goes through :class:`~optuna_kmtpe.MixedPrecisionSearch`, its
+    progress messages silenced (the bench reports its own).
     """
+    import logging
     import tempfile
 
-    from optuna_kmtpe._pipeline import run_search
-    from optuna_kmtpe._pipeline import SearchConfig
+    from optuna_kmtpe._commands.search_run import run_search
+    from optuna_kmtpe._commands.search_run import SearchConfig
 
+    logger = logging.getLogger("optuna_kmtpe")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as out:
         config = SearchConfig(
             dataset="digits" if data_dir is None else "cifar100",
@@ -206,7 +212,10 @@ def quant_search(
             progress=False,
             **options,
         )
-        result = run_search(config, log=lambda message: None)
+        try:
+            result = run_search(config)
+        finally:
+            logger.setLevel(level)
         study = optuna.load_study(study_name=result.study_name, storage=result.storage)
         return [
             (t.state.name, t.value if t.value is not None else float("nan"), t.params)

@@ -15,7 +15,7 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     """Add the ``cost`` subcommand to ``kmtpe``'s subparsers."""
-    from optuna_kmtpe._catalog import MODEL_NAMES
+    from optuna_kmtpe._zoo.catalog import MODEL_NAMES
 
     parser = subparsers.add_parser(
         "cost",
@@ -54,12 +54,12 @@ def _parse_list(text: str, kind: type, what: str) -> list[Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``kmtpe cost``; returns the exit status (2 on bad input)."""
-    from optuna_kmtpe._cost import DSPPackingModel
+    from optuna_kmtpe._zoo.models import zoo_cost_model
 
     try:
         bits = _parse_list(args.bits, int, "bits")
         widths = _parse_list(args.widths, float, "widths")
-        cost = DSPPackingModel.from_zoo(
+        cost = zoo_cost_model(
             args.model,
             args.num_classes,
             rows=args.rows,

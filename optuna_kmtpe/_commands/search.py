@@ -17,11 +17,15 @@ import json
 import sys
 from typing import Any
 
+from optuna_kmtpe._compress.limits import OBJECTIVES
+from optuna_kmtpe._sampler_registry import SAMPLERS as _SAMPLER_FACTORIES
+
+
+SAMPLERS = tuple(_SAMPLER_FACTORIES)
+
 
 def register(subparsers: Any) -> None:
     """Add the ``search`` subcommand to ``kmtpe``'s subparsers."""
-    from optuna_kmtpe._pipeline import OBJECTIVES
-    from optuna_kmtpe._pipeline import SAMPLERS
 
     p = subparsers.add_parser(
         "search",
@@ -70,6 +74,13 @@ def register(subparsers: Any) -> None:
     g.add_argument(
         "--train-infeasible", action="store_true", help="also train configurations over a limit"
     )
+    g.add_argument(
+        "--reuse-repeats",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a trial that repeats an earlier configuration reuses its result instead of "
+        "training again (default; it still counts as one of --trials)",
+    )
     g.add_argument("--clusters", type=int, default=4, help="k of the Hessian clustering (4)")
     g.add_argument("--hessian-samples", type=int, default=50, help="max Hutchinson samples/layer")
     g.add_argument("--hessian-batches", type=int, default=2)
@@ -107,11 +118,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``kmtpe search``; returns the exit status."""
-    from optuna_kmtpe._checkpoint import CheckpointError
-    from optuna_kmtpe._data import DataError
-    from optuna_kmtpe._pipeline import run_search
-    from optuna_kmtpe._pipeline import SearchConfig
-    from optuna_kmtpe._pipeline import SearchError
+    # NOTE: imported here, not at the top, so that ``kmtpe --help`` does not load torch.
+    from optuna_kmtpe._commands.search_run import run_search
+    from optuna_kmtpe._commands.search_run import SearchConfig
+    from optuna_kmtpe._commands.search_run import SearchError
+    from optuna_kmtpe._search.checkpoint import CheckpointError
+    from optuna_kmtpe._zoo.data import DataError
 
     config = SearchConfig(
         dataset=args.dataset,
@@ -149,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
         requeue_running=args.requeue_running,
         device=args.device,
         progress=args.progress,
+        reuse_repeats=args.reuse_repeats,
     )
     try:
         result = run_search(config)

@@ -13,22 +13,21 @@ import argparse
 import json
 import math
 import sys
-import time
 from typing import Any
 from typing import TYPE_CHECKING
 
 
 if TYPE_CHECKING:
-    from optuna_kmtpe._search_space import MixedPrecisionSpace
-    from optuna_kmtpe._sensitivity import TraceEstimate
+    from optuna_kmtpe._compress.search_space import MixedPrecisionSpace
+    from optuna_kmtpe._compress.sensitivity import TraceEstimate
 
 RANDOM_LABEL = "random tensors (timing only: traces are NOT a sensitivity of real data)"
 
 
 def register(subparsers: Any) -> None:
     """Add the ``sensitivity`` parser to the ``kmtpe`` subparsers."""
-    from optuna_kmtpe._catalog import DATASETS
-    from optuna_kmtpe._catalog import MODEL_NAMES
+    from optuna_kmtpe._zoo.catalog import DATASETS
+    from optuna_kmtpe._zoo.catalog import MODEL_NAMES
 
     p = subparsers.add_parser(
         "sensitivity",
@@ -88,11 +87,10 @@ def _compute(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
 
-    from optuna_kmtpe._checkpoint import load_checkpoint
-    from optuna_kmtpe._models import build_model
-    from optuna_kmtpe._models import width_groups
-    from optuna_kmtpe._search_space import prune_search_space
-    from optuna_kmtpe._sensitivity import hessian_traces
+    from optuna_kmtpe._search.checkpoint import load_checkpoint
+    from optuna_kmtpe._search.space import estimate_space
+    from optuna_kmtpe._zoo.models import build_model
+    from optuna_kmtpe._zoo.models import width_groups
 
     bits = _parse_list(args.bits, int, "--bits")
     widths = _parse_list(args.widths, float, "--widths")
@@ -108,7 +106,7 @@ def _compute(args: argparse.Namespace) -> dict[str, Any]:
         weights_from = args.checkpoint
     model.to(device)
     if args.train_epochs > 0:
-        from optuna_kmtpe._train import train
+        from optuna_kmtpe._zoo.train import train
 
         if data is None:
             raise ValueError("--train-epochs needs real data; random tensors teach nothing.")
@@ -117,24 +115,22 @@ def _compute(args: argparse.Namespace) -> dict[str, Any]:
     elif not args.checkpoint:
         weights_from += " (untrained: pass --checkpoint or --train-epochs)"
 
-    start = time.perf_counter()
-    traces = hessian_traces(
+    # The first step of MixedPrecisionSearch: traces of every quantisable layer, clustered.
+    found = estimate_space(
         model,
         F.cross_entropy,
         batches,
-        max_samples=args.max_samples,
-        rtol=args.rtol,
-        seed=args.seed,
-    )
-    seconds = time.perf_counter() - start
-    space = prune_search_space(
-        traces,
+        width_layers=list(width_groups(args.model, num_classes)),
         n_clusters=args.clusters,
         scale=args.scale,
         bit_choices=bits,
         width_choices=widths,
-        width_layers=list(width_groups(args.model, num_classes)),
+        max_samples=args.max_samples,
+        rtol=args.rtol,
+        seed=args.seed,
+        progress=True,
     )
+    traces, space, seconds = found.traces, found.space, found.seconds
     if args.space_out:
         with open(args.space_out, "w") as f:
             f.write(space.to_json(indent=2))
@@ -215,10 +211,10 @@ def _data_batches(args: argparse.Namespace) -> tuple[Any, list[Any], str, int]:
 
     import torch
 
-    from optuna_kmtpe._catalog import DATASETS
-    from optuna_kmtpe._data import load_dataset
-    from optuna_kmtpe._models import input_shape
-    from optuna_kmtpe._train import batches
+    from optuna_kmtpe._zoo.catalog import DATASETS
+    from optuna_kmtpe._zoo.data import load_dataset
+    from optuna_kmtpe._zoo.models import input_shape
+    from optuna_kmtpe._zoo.train import batches
 
     defaults = {model: dataset for dataset, model in DATASETS.items()}
     defaults["mobilenetv1"] = "cifar100"

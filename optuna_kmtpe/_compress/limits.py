@@ -15,8 +15,12 @@ Any subset of the four limits may be set (:class:`HardwareLimits`). Violations a
 
 Example:
     >>> import optuna
-    >>> from optuna_kmtpe._cost import DSPPackingModel
-    >>> cost = DSPPackingModel.from_zoo("small_cnn", 10)
+    >>> from torch import nn
+    >>> from optuna_kmtpe import DSPPackingModel
+    >>> net = nn.Sequential(nn.Conv2d(1, 16, 3), nn.Conv2d(16, 16, 3), nn.Flatten())
+    >>> net.append(nn.Linear(256, 64)).append(nn.Linear(64, 10))  # doctest: +ELLIPSIS
+    Sequential(...)
+    >>> cost = DSPPackingModel(net, (1, 8, 8))
     >>> limits = HardwareLimits(size_mb=0.02)
     >>> def objective(trial: optuna.Trial) -> float:
     ...     bits = [trial.suggest_categorical(f"b{i}", [2, 4, 8]) for i in range(4)]
@@ -42,9 +46,12 @@ if TYPE_CHECKING:
 
     import optuna
 
-    from optuna_kmtpe._cost import CostReport
-    from optuna_kmtpe._cost import DSPPackingModel
+    from optuna_kmtpe._compress.cost import CostReport
+    from optuna_kmtpe._compress.cost import DSPPackingModel
 
+
+#: The forms of the objective a search can optimise.
+OBJECTIVES = ("lagrangian", "constraints", "pareto")
 
 #: Metrics usable in :func:`pareto_values`, with their Optuna direction.
 METRIC_DIRECTIONS = {
@@ -81,8 +88,10 @@ class HardwareLimits:
         """Relative violation per set limit (``> 0``: infeasible, ``<= 0``: met).
 
         Example:
-            >>> from optuna_kmtpe._cost import DSPPackingModel
-            >>> report = DSPPackingModel.from_zoo("small_cnn", 10).evaluate(16)
+            >>> from torch import nn
+            >>> from optuna_kmtpe import DSPPackingModel
+            >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(144, 10))
+            >>> report = DSPPackingModel(net, (1, 8, 8)).evaluate(16)
             >>> HardwareLimits(size_mb=report.size_mb / 2).violations(report)
             {'size_mb': 1.0}
         """
@@ -111,7 +120,7 @@ class HardwareLimits:
         and width of every layer; if it violates a limit, every configuration does.
 
         Args:
-            cost_model: The model's :class:`~optuna_kmtpe._cost.DSPPackingModel`.
+            cost_model: The model's :class:`~optuna_kmtpe._compress.cost.DSPPackingModel`.
             bit_choices: Candidate bit-widths, shared or one list per layer.
             width_choices: Candidate width multipliers, shared or one list per layer.
 

@@ -19,7 +19,7 @@ from typing import Any
 from typing import TYPE_CHECKING
 import warnings
 
-from optuna_kmtpe._checkpoint import atomic_write
+from optuna_kmtpe._search.checkpoint import atomic_write
 
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Training and scoring of (fake-quantised) models on :class:`~optuna_kmtpe._data.DataSplits`.
+"""Training and scoring of (fake-quantised) models on :class:`~optuna_kmtpe._zoo.data.DataSplits`.
 
 One recipe for every phase, the paper's (section IV-B): Adam with weight decay 1e-4 and a
 OneCycle learning-rate schedule peaking at ``max_lr`` (0.01), over ``epochs`` epochs. The
@@ -11,8 +11,8 @@ reproducible on the same device (``torch.manual_seed`` and a private generator f
 shuffling and augmentation).
 
 Example:
-    >>> from optuna_kmtpe._data import load_dataset
-    >>> from optuna_kmtpe._models import build_model
+    >>> from optuna_kmtpe._zoo.data import load_dataset
+    >>> from optuna_kmtpe._zoo.models import build_model
     >>> data = load_dataset("digits")
     >>> model = build_model("small_cnn", 10)
     >>> result = train(model, data, epochs=1, seed=0)
@@ -31,12 +31,15 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from optuna_kmtpe._compress.loops import DivergenceError
+from optuna_kmtpe._compress.loops import pick_device
+
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from collections.abc import Iterator
 
-    from optuna_kmtpe._data import DataSplits
+    from optuna_kmtpe._zoo.data import DataSplits
 
 
 __all__ = [
@@ -47,10 +50,6 @@ __all__ = [
     "pick_device",
     "train",
 ]
-
-
-class DivergenceError(RuntimeError):
-    """The training loss became NaN or infinite (the candidate diverged)."""
 
 
 @dataclass(frozen=True)
@@ -68,23 +67,6 @@ class TrainResult:
     steps: int
     final_loss: float
     seconds: float
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """``device`` if given, else CUDA when available, else the CPU.
-
-    Raises:
-        ValueError: ``device`` names CUDA but none is available, or is not a device.
-    """
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise ValueError(f"Unknown device {device!r}: {e}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"Device {device!r} requested but CUDA is not available here.")
-    return dev
 
 
 def batches(

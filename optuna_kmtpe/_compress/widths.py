@@ -1,11 +1,12 @@
 """Per-layer width multipliers: how they propagate through a network's graph.
 
 A :class:`WidthPlan` is read once from a ``torch.fx`` trace of a width-1 model. It lists the
-model's ``Conv2d`` / ``Linear`` layers in ``named_modules()`` order and knows, for each, which
+model's quantisable layers (:mod:`optuna_kmtpe._compress.layers`: ``Conv1d`` / ``Conv2d`` /
+``Linear``) in ``named_modules()`` order and knows, for each, which
 layer feeds its input, and which layers must share an output width because their outputs
 meet in an elementwise operation (a residual addition). :meth:`WidthPlan.channels` then turns
 one multiplier per layer into channel counts with NumPy only, so the cost model can evaluate
-thousands of configurations per second, and :func:`optuna_kmtpe._models.build_model` uses the
+thousands of configurations per second, and :func:`optuna_kmtpe._zoo.models.build_model` uses the
 same plan to build the width-scaled network, so the two always agree.
 
 Rules (the docs in ``docs/cost_model.md`` repeat them):
@@ -20,6 +21,9 @@ Rules (the docs in ``docs/cost_model.md`` repeat them):
   multipliers are ignored.
 * Layers whose outputs reach the model's output (the classifier), and groups tied to the
   model's input, keep their width-1 channel counts.
+* A grouped convolution that is not depthwise (``1 < groups < in_channels``) keeps its
+  channels and groups, and so does the layer that feeds it (through any depthwise chain):
+  their tie groups keep width 1.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ if TYPE_CHECKING:
 # output has as many channels as its ``i``-th positional argument (e.g. the option-A shortcut
 # of ResNet-20, which zero-pads its input to the residual branch's width). Its argument 0 is
 # its input, and each output channel must be one input channel or zero:
-# optuna_kmtpe._inherit probes the channel layout by calling it on channel indices.
+# optuna_kmtpe._compress.inherit probes the channel layout by calling it on channel indices.
 CHANNELS_FOLLOW_ARG = "_kmtpe_channels_follow_arg"
 
 _INPUT = -1  # "channel source" of the model input.
@@ -195,11 +199,9 @@ def plan_widths(model: torch.nn.Module, input_channels: int) -> WidthPlan:
     """
     import torch
 
-    layers = {
-        name: m
-        for name, m in model.named_modules()
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
-    }
+    from optuna_kmtpe._compress.layers import quantisable_layers
+
+    layers = quantisable_layers(model)
     names = tuple(layers)
     index = {name: i for i, name in enumerate(names)}
     graph = _Tracer.trace(model)
@@ -259,7 +261,8 @@ def plan_widths(model: torch.nn.Module, input_channels: int) -> WidthPlan:
             elif any(True for _ in module.parameters(recurse=False)):
                 raise NotImplementedError(
                     f"Module {target!r} ({type(module).__name__}) has parameters but is not a "
-                    "Conv2d, Linear or BatchNorm layer; its channel count cannot be scaled."
+                    "Conv1d, Conv2d, Linear or BatchNorm layer; its channel count cannot be "
+                    "scaled."
                 )
             if arg_sources:
                 src[node] = arg_sources[0]
@@ -297,6 +300,14 @@ def plan_widths(model: torch.nn.Module, input_channels: int) -> WidthPlan:
     in_factor = in_base // prod_out
 
     fixed_roots = {_find(parent, _INPUT)} | {_find(parent, s) for s in output_sources}
+    # A grouped (not depthwise) conv keeps its channels and groups: its output and the layer
+    # that feeds it (through any depthwise chain) stay at width 1.
+    for i in map(int, np.flatnonzero(~depthwise & (groups_base > 1))):
+        fixed_roots.add(_find(parent, i))
+        p = int(prod[i])
+        while p >= 0 and depthwise[p]:
+            p = int(prod[p])
+        fixed_roots.add(_find(parent, p))
     leader = np.arange(n)
     first_of_root: dict[int, int] = {}
     for i in range(n):
@@ -315,7 +326,7 @@ def plan_widths(model: torch.nn.Module, input_channels: int) -> WidthPlan:
         leader[i] = first_of_root[root]
         fixed[i] = root in fixed_roots
     for i in map(int, np.flatnonzero(~depthwise & (groups_base > 1))):
-        if not fixed[i]:
+        if not fixed[i]:  # unreachable: grouped convs were fixed above
             raise NotImplementedError(
                 f"Grouped conv {names[i]!r} (groups={groups_base[i]}) cannot be width-scaled."
             )
@@ -384,3 +395,61 @@ def per_layer_values(values: Any, names: Sequence[str], what: str, kind: type) -
             f"`{what}` must be finite and > 0, got {arr[i]:g} for layer {i} ({names[i]})."
         )
     return arr
+
+
+def apply_widths(model: torch.nn.Module, plan: WidthPlan, widths: np.ndarray) -> torch.nn.Module:
+    """Replace the Conv/Linear/BatchNorm modules of ``model`` by width-scaled ones, in place.
+
+    Args:
+        model: The width-1 model ``plan`` was read from (any model, not only the zoo's).
+        plan: Its width plan.
+        widths: Validated multipliers, one per layer (a NumPy array).
+
+    Returns:
+        ``model``, with freshly initialised replaced modules.
+    """
+    from torch import nn
+
+    out, in_, groups = plan.channels(np.asarray(widths, dtype=float))
+    for i, layer in enumerate(plan.names):
+        old = model.get_submodule(layer)
+        new: nn.Module
+        if isinstance(old, (nn.Conv1d, nn.Conv2d)):
+            new = type(old)(
+                int(in_[i]),
+                int(out[i]),
+                old.kernel_size,  # type: ignore[arg-type]
+                stride=old.stride,  # type: ignore[arg-type]
+                padding=old.padding,  # type: ignore[arg-type]
+                dilation=old.dilation,  # type: ignore[arg-type]
+                groups=int(groups[i]),
+                bias=old.bias is not None,
+                padding_mode=old.padding_mode,
+            )
+            nn.init.kaiming_normal_(new.weight, mode="fan_out", nonlinearity="relu")
+        else:
+            assert isinstance(old, nn.Linear)
+            new = nn.Linear(int(in_[i]), int(out[i]), bias=old.bias is not None)
+        new.to(device=old.weight.device, dtype=old.weight.dtype)
+        _set_submodule(model, layer, new)
+    channels = np.append(out, plan.input_channels)
+    for norm_name, source in plan.norms.items():
+        old_bn = model.get_submodule(norm_name)
+        assert isinstance(old_bn, nn.modules.batchnorm._BatchNorm)
+        new_bn = type(old_bn)(
+            int(channels[source]),
+            eps=old_bn.eps,
+            momentum=old_bn.momentum,
+            affine=old_bn.affine,
+            track_running_stats=old_bn.track_running_stats,
+        )
+        if old_bn.weight is not None:
+            new_bn.to(device=old_bn.weight.device, dtype=old_bn.weight.dtype)
+        _set_submodule(model, norm_name, new_bn)
+    return model
+
+
+def _set_submodule(model: torch.nn.Module, qualname: str, module: torch.nn.Module) -> None:
+    parent_name, _, child = qualname.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)

@@ -6,7 +6,7 @@ A checkpoint is either a plain ``state_dict`` or a dict holding one under ``"sta
 
 Example:
     >>> import tempfile, pathlib
-    >>> from optuna_kmtpe._models import build_model
+    >>> from optuna_kmtpe._zoo.models import build_model
     >>> net = build_model("small_cnn", 10)
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "net.pt"
     >>> save_checkpoint(net, path, meta={"model": "small_cnn"})

@@ -1,4 +1,4 @@
-"""Fake-quantised Conv2d / Linear layers for quantisation-aware training (QAT).
+"""Fake-quantised Conv1d / Conv2d / Linear layers for quantisation-aware training (QAT).
 
 One bit-width ``b`` per layer, shared by its weights and its input activations (paper section
 III-A: "the same bit-width for weights and input activations ... for improved hardware
@@ -27,7 +27,7 @@ clamping range, 0 outside).
 
 Example:
     >>> import torch
-    >>> from optuna_kmtpe._models import build_model
+    >>> from optuna_kmtpe._zoo.models import build_model
     >>> net = quantize_model(build_model("small_cnn", 10), [8, 4, 3, 8])
     >>> [m.bits for m in net.modules() if isinstance(m, QuantConv2d | QuantLinear)]
     [8, 4, 3, 8]
@@ -40,14 +40,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from collections.abc import Sequence
 import copy
+from typing import TypeVar
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
+from optuna_kmtpe._compress.layers import quantisable_layers
+
 
 __all__ = [
     "EMA_DECAY",
+    "QuantConv1d",
     "QuantConv2d",
     "QuantLinear",
     "activation_qparams",
@@ -187,20 +191,7 @@ class QuantConv2d(nn.Conv2d, _QuantMixin):
     @classmethod
     def from_float(cls, conv: nn.Conv2d, bits: int) -> QuantConv2d:
         """A quantised copy of ``conv`` that shares nothing with it."""
-        q = cls(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            stride=conv.stride,
-            padding=conv.padding,
-            dilation=conv.dilation,
-            groups=conv.groups,
-            bias=conv.bias is not None,
-            padding_mode=conv.padding_mode,
-            bits=bits,
-        ).to(device=conv.weight.device, dtype=conv.weight.dtype)
-        q.load_state_dict(conv.state_dict(), strict=False)
-        return q
+        return _conv_from_float(cls, conv, bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = fake_quantize_weight(self.weight, self.bits)
@@ -208,6 +199,46 @@ class QuantConv2d(nn.Conv2d, _QuantMixin):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, bits={self.bits}"  # type: ignore[no-untyped-call]
+
+
+class QuantConv1d(nn.Conv1d, _QuantMixin):
+    """``nn.Conv1d`` with fake-quantised weights and input (see the module docstring)."""
+
+    def __init__(self, *args: object, bits: int = 8, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._init_quant(bits)
+
+    @classmethod
+    def from_float(cls, conv: nn.Conv1d, bits: int) -> QuantConv1d:
+        """A quantised copy of ``conv`` that shares nothing with it."""
+        return _conv_from_float(cls, conv, bits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = fake_quantize_weight(self.weight, self.bits)
+        return self._conv_forward(self._quant_input(x), w, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, bits={self.bits}"  # type: ignore[no-untyped-call]
+
+
+_Q = TypeVar("_Q", QuantConv1d, QuantConv2d)
+
+
+def _conv_from_float(cls: type[_Q], conv: nn.Conv1d | nn.Conv2d, bits: int) -> _Q:
+    q = cls(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
+        bits=bits,
+    ).to(device=conv.weight.device, dtype=conv.weight.dtype)
+    q.load_state_dict(conv.state_dict(), strict=False)
+    return q
 
 
 class QuantLinear(nn.Linear, _QuantMixin):
@@ -235,14 +266,19 @@ class QuantLinear(nn.Linear, _QuantMixin):
 
 
 def quantized_layers(model: nn.Module) -> list[str]:
-    """Names of the ``Conv2d`` / ``Linear`` layers (quantised or not) in module order."""
-    return [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    """Names of the quantisable layers (:mod:`optuna_kmtpe._compress.layers`: ``Conv1d``,
+    ``Conv2d``, ``Linear``; quantised or not) in module order."""
+    return list(quantisable_layers(model, allow_empty=True))
 
 
 def quantize_model(
-    model: nn.Module, bits: Mapping[str, int] | Sequence[int] | int, *, inplace: bool = False
+    model: nn.Module,
+    bits: Mapping[str, int | None] | Sequence[int] | int,
+    *,
+    inplace: bool = False,
 ) -> nn.Module:
-    """Replace every ``Conv2d`` / ``Linear`` by its fake-quantised version.
+    """Replace every quantisable layer (``Conv1d`` / ``Conv2d`` / ``Linear``) by its
+    fake-quantised version.
 
     Weights, biases and everything else are kept; the activation ranges start uncalibrated
     and calibrate on the first batch.
@@ -250,7 +286,8 @@ def quantize_model(
     Args:
         model: A float model (or an already quantised one, to change its bit-widths).
         bits: One bit-width for every layer, one per layer in :func:`quantized_layers`
-            order, or a mapping ``layer name -> bits`` naming every layer.
+            order, or a mapping ``layer name -> bits`` naming every layer (``None`` keeps
+            that layer in float).
         inplace: Modify ``model`` instead of a deep copy.
 
     Returns:
@@ -260,9 +297,7 @@ def quantize_model(
         ValueError: Wrong number of bit-widths (the message lists the layers in order),
             unknown or missing layer names, or a bit-width outside [2, 16].
     """
-    names = quantized_layers(model)
-    if not names:
-        raise ValueError("The model has no Conv2d or Linear layer to quantise.")
+    names = list(quantisable_layers(model))
     per_layer = _per_layer_bits(bits, names)
     if not inplace:
         model = copy.deepcopy(model)
@@ -270,11 +305,19 @@ def quantize_model(
         layer = model.get_submodule(name)
         b = per_layer[name]
         new: nn.Module
-        if isinstance(layer, QuantConv2d | QuantLinear):
+        if isinstance(layer, _QuantMixin):
+            if b is None:
+                raise ValueError(
+                    f"Layer {name!r} is already quantised; it cannot go back to float here."
+                )
             layer.bits = b
+            continue
+        if b is None:  # kept in float on request
             continue
         if isinstance(layer, nn.Conv2d):
             new = QuantConv2d.from_float(layer, b)
+        elif isinstance(layer, nn.Conv1d):
+            new = QuantConv1d.from_float(layer, b)
         else:
             assert isinstance(layer, nn.Linear)
             new = QuantLinear.from_float(layer, b)
@@ -285,8 +328,8 @@ def quantize_model(
 
 
 def _per_layer_bits(
-    bits: Mapping[str, int] | Sequence[int] | int, names: list[str]
-) -> dict[str, int]:
+    bits: Mapping[str, int | None] | Sequence[int] | int, names: list[str]
+) -> dict[str, int | None]:
     if isinstance(bits, Mapping):
         missing = [n for n in names if n not in bits]
         unknown = [n for n in bits if n not in names]
@@ -295,7 +338,10 @@ def _per_layer_bits(
                 f"`bits` must name every Conv/Linear layer once; missing {missing}, unknown "
                 f"{unknown}. Layers in order: {names}."
             )
-        return {n: _check_bits(bits[n], f" for layer {n!r}") for n in names}
+        return {
+            n: None if bits[n] is None else _check_bits(bits[n], f" for layer {n!r}")  # type: ignore[arg-type]
+            for n in names
+        }
     if isinstance(bits, int | float):  # bool included: rejected by _check_bits
         return {n: _check_bits(bits) for n in names}  # type: ignore[arg-type]
     seq = list(bits)

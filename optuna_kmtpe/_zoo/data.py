@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from optuna_kmtpe._catalog import DATASETS
+from optuna_kmtpe._zoo.catalog import DATASETS
 
 
 __all__ = ["DATASETS", "DataError", "DataSplits", "load_dataset"]

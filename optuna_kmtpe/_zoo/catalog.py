@@ -1,7 +1,7 @@
 """Names of the datasets and models the commands offer, without importing torch.
 
 ``kmtpe --help`` and argument parsing need the names only; the modules that build the
-datasets (:mod:`optuna_kmtpe._data`) and models (:mod:`optuna_kmtpe._models`) import torch.
+datasets (:mod:`optuna_kmtpe._zoo.data`) and models (:mod:`optuna_kmtpe._zoo.models`) import torch.
 """
 
 from __future__ import annotations

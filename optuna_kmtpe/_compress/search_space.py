@@ -32,7 +32,7 @@ from optuna_kmtpe._kmeans1d import kmeans_1d
 if TYPE_CHECKING:
     from optuna.trial import BaseTrial
 
-    from optuna_kmtpe._sensitivity import TraceEstimate
+    from optuna_kmtpe._compress.sensitivity import TraceEstimate
 
 
 __all__ = ["Configuration", "MixedPrecisionSpace", "bit_subsets", "prune_search_space"]
@@ -258,7 +258,7 @@ def prune_search_space(
         bit_choices: The bit-widths ``B``.
         width_choices: The width multipliers ``S``, for every searched layer (not pruned).
         width_layers: Layers whose width is searched (default: every layer). For the model
-            zoo, the keys of ``optuna_kmtpe._models.width_groups`` are the layers whose
+            zoo, the keys of ``optuna_kmtpe._zoo.models.width_groups`` are the layers whose
             multiplier matters.
         subsets: Explicit bit-width subsets per cluster, most sensitive first (overrides the
             rule of :func:`bit_subsets`); needs exactly as many subsets as clusters.

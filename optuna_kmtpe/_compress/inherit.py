@@ -1,6 +1,6 @@
 """Initialise a width-scaled network from the trained width-1 network.
 
-:func:`optuna_kmtpe._models.build_model` (through ``apply_widths``) builds a width-scaled
+:func:`optuna_kmtpe._zoo.models.build_model` (through ``apply_widths``) builds a width-scaled
 model with *freshly initialised* Conv / Linear / BatchNorm modules. A candidate trained for a
 few epochs from scratch would be scored mostly on its initialisation, so
 :func:`inherit_weights` copies the trained weights over instead, channel by channel, through
@@ -19,7 +19,7 @@ one *channel map* per width group (:func:`channel_maps`: new channel -> trained 
 * On the *input* side of a Conv / Linear (dimension 1 of its weight) the producer's map is
   used and a replicated input channel's weights are divided by its number of copies. Sliced
   inputs are dropped. A ``Linear`` that follows a ``flatten`` maps whole channel blocks
-  (``in_factor`` features per channel, from the :class:`~optuna_kmtpe._widths.WidthPlan`).
+  (``in_factor`` features per channel, from the :class:`~optuna_kmtpe._compress.widths.WidthPlan`).
 * BatchNorm weights, biases and running statistics follow their layer's map. Other tensors
   (scalars such as quantiser ranges) are copied as they are.
 * Output rows that repeat an earlier row's trained channel get a small seeded Gaussian
@@ -41,7 +41,7 @@ channels the shortcut lines up with and then the first zero-padded ones.
 
 Example:
     >>> import torch
-    >>> from optuna_kmtpe._models import build_model, width_plan
+    >>> from optuna_kmtpe._zoo.models import build_model, width_plan
     >>> base = build_model("small_cnn", 10)
     >>> wide = build_model("small_cnn", 10, widths=[1.25, 1.25, 1, 1])
     >>> _ = inherit_weights(base, wide, width_plan("small_cnn", 10))
@@ -59,7 +59,7 @@ from torch import nn
 
 
 if TYPE_CHECKING:
-    from optuna_kmtpe._widths import WidthPlan
+    from optuna_kmtpe._compress.widths import WidthPlan
 
 
 __all__ = ["channel_maps", "inherit_weights"]
@@ -74,7 +74,7 @@ def inherit_weights(
     Args:
         source: The trained model at width 1 (float or fake-quantised).
         target: The same architecture built with other width multipliers.
-        plan: The models' :class:`~optuna_kmtpe._widths.WidthPlan`.
+        plan: The models' :class:`~optuna_kmtpe._compress.widths.WidthPlan`.
         noise: Relative standard deviation of the perturbation of replicated output channels.
         seed: Seed of that perturbation.
 
@@ -120,7 +120,7 @@ def channel_maps(plan: WidthPlan, target: nn.Module) -> dict[int, np.ndarray]:
     Key ``-1`` is the model input (never rescaled). See the module docstring for the rules.
 
     Args:
-        plan: The :class:`~optuna_kmtpe._widths.WidthPlan` of the width-1 model.
+        plan: The :class:`~optuna_kmtpe._compress.widths.WidthPlan` of the width-1 model.
         target: The width-scaled model (only its channel counts and adapters are read).
 
     Returns:

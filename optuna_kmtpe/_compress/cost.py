@@ -13,21 +13,23 @@ cycle (:data:`PACKING`). Every formula is in ``docs/cost_model.md``; in short, p
 * cycles = max(compute cycles, DRAM bytes / bytes-per-cycle) (no overlap between layers)
 
 Layer shapes are read once by running the model on one sample input with forward hooks, and
-the width rules come from :mod:`optuna_kmtpe._widths`; evaluating a configuration afterwards is
-NumPy arithmetic on a few arrays (well over 1,000 evaluations per second for ResNet-18).
+the width rules come from :mod:`optuna_kmtpe._compress.widths`; evaluating a configuration
+afterwards is NumPy arithmetic on a few arrays (well over 1,000 evaluations per second for
+ResNet-18).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field
+import math
 from typing import Any
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from optuna_kmtpe._widths import check_widths
-from optuna_kmtpe._widths import per_layer_values
+from optuna_kmtpe._compress.widths import check_widths
+from optuna_kmtpe._compress.widths import per_layer_values
 
 
 if TYPE_CHECKING:
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-    from optuna_kmtpe._widths import WidthPlan
+    from optuna_kmtpe._compress.widths import WidthPlan
 
 
 #: Multiplications one DSP performs per cycle for a layer of the given bit-width (weights and
@@ -114,7 +116,9 @@ class DSPPackingModel:
     """Size, latency, speedup, energy and throughput of a model on the DSP-packing FPGA array.
 
     Args:
-        model: Any ``torch.nn.Module`` whose compute is in ``Conv2d`` / ``Linear`` layers
+        model: Any ``torch.nn.Module`` whose compute is in quantisable layers
+            (:mod:`optuna_kmtpe._compress.layers`: ``Conv1d`` / ``Conv2d`` incl. grouped and
+            depthwise / ``Linear``)
             (run once on a zero input to read the layer shapes; not modified). Width
             multipliers additionally need a ``torch.fx``-traceable model.
         input_shape: Shape of one input without the batch dimension, e.g. ``(3, 32, 32)``.
@@ -132,7 +136,7 @@ class DSPPackingModel:
             8 KB SRAM).
 
     Example:
-        >>> from optuna_kmtpe._models import build_model
+        >>> from optuna_kmtpe._zoo.models import build_model
         >>> cost = DSPPackingModel(build_model("resnet20", 10), (3, 32, 32))
         >>> cost.evaluate(bits=16).speedup
         1.0
@@ -186,7 +190,7 @@ class DSPPackingModel:
         self.plan: WidthPlan | None = None
         self._no_plan_reason = ""
         try:
-            from optuna_kmtpe._widths import plan_widths
+            from optuna_kmtpe._compress.widths import plan_widths
 
             self.plan = plan_widths(model, int(input_shape[0]))
         except Exception as e:  # noqa: BLE001 - any trace failure only disables widths.
@@ -196,25 +200,6 @@ class DSPPackingModel:
             self._no_plan_reason = "the fx graph and the traced layers disagree"
         self._base_cycles = 1
         self._base_cycles = self.evaluate(16).cycles
-
-    @classmethod
-    def from_zoo(cls, name: str, num_classes: int, **hardware: Any) -> DSPPackingModel:
-        """Cost model of a :mod:`optuna_kmtpe._models` network at its native input size.
-
-        The model is built on PyTorch's ``meta`` device (shapes only, no memory, fast).
-
-        Example:
-            >>> DSPPackingModel.from_zoo("resnet18", 1000).baseline().size_mb > 23
-            True
-        """
-        import torch
-
-        from optuna_kmtpe._models import build_model
-        from optuna_kmtpe._models import input_shape
-
-        with torch.device("meta"):
-            model = build_model(name, num_classes)
-        return cls(model, input_shape(name), **hardware)
 
     @property
     def num_layers(self) -> int:
@@ -246,7 +231,8 @@ class DSPPackingModel:
     def channels(
         self, widths: Sequence[float] | np.ndarray | float | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(out, in, groups)`` per layer under ``widths`` (see :mod:`optuna_kmtpe._widths`)."""
+        """``(out, in, groups)`` per layer under ``widths`` (see
+        :mod:`optuna_kmtpe._compress.widths`)."""
         if widths is None:
             return self._out, self._in, self._groups
         w = check_widths(widths, self.layer_names)
@@ -322,27 +308,14 @@ class DSPPackingModel:
 def _trace_shapes(
     model: torch.nn.Module, input_shape: tuple[int, ...]
 ) -> dict[str, tuple[str, int, int, int, int, int, int]]:
-    """Run ``model`` once on zeros and record, per Conv2d/Linear in ``named_modules`` order,
-    ``(kind, kh*kw, input pixels, output pixels, out channels, in channels, groups)``."""
+    """Run ``model`` once on zeros and record, per quantisable layer in ``named_modules``
+    order, ``(kind, kernel size, input pixels, output pixels, out channels, in channels,
+    groups)`` (a Conv1d's "pixels" are its positions)."""
     import torch
 
-    layers = {
-        n: m for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
-    }
-    if not layers:
-        raise ValueError("The model has no Conv2d or Linear layer; nothing to cost.")
-    others = sorted(
-        {
-            type(m).__name__
-            for m in model.modules()
-            if isinstance(m, (torch.nn.modules.conv._ConvNd,))
-            and not isinstance(m, torch.nn.Conv2d)
-        }
-    )
-    if others:
-        raise ValueError(
-            f"Unsupported layer types {others}; the cost model handles Conv2d, Linear."
-        )
+    from optuna_kmtpe._compress.layers import quantisable_layers
+
+    layers = quantisable_layers(model)
     seen: dict[str, tuple[str, int, int, int, int, int, int]] = {}
 
     def hook(name: str) -> Any:
@@ -350,13 +323,14 @@ def _trace_shapes(
             if name in seen:
                 raise ValueError(f"Layer {name!r} runs twice per forward; not supported.")
             x = args[0]
-            if isinstance(module, torch.nn.Conv2d):
-                kh, kw = module.kernel_size
+            if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d)):
+                spatial = module.kernel_size  # (k,) for Conv1d, (kh, kw) for Conv2d
+                dims = len(spatial)
                 seen[name] = (
                     "conv",
-                    kh * kw,
-                    int(x.shape[-1] * x.shape[-2]),
-                    int(output.shape[-1] * output.shape[-2]),
+                    math.prod(spatial),
+                    math.prod(int(d) for d in x.shape[-dims:]),
+                    math.prod(int(d) for d in output.shape[-dims:]),
                     module.out_channels,
                     module.in_channels,
                     module.groups,

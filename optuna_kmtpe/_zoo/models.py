@@ -3,7 +3,7 @@
 ``widths`` holds one multiplier per ``Conv2d`` / ``Linear`` layer, in the order of
 ``model.named_modules()`` of the width-1 model (:func:`layer_names` lists it). How a
 multiplier propagates (rounding, depthwise layers, residual ties, the fixed classifier) is
-defined once in :mod:`optuna_kmtpe._widths` and shared with the cost model;
+defined once in :mod:`optuna_kmtpe._compress.widths` and shared with the cost model;
 :func:`width_groups` shows, per model, which layer's multiplier sets which layers' widths.
 
 Models (input size in brackets):
@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,10 +34,12 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from optuna_kmtpe._catalog import MODEL_NAMES
-from optuna_kmtpe._widths import check_widths
-from optuna_kmtpe._widths import plan_widths
-from optuna_kmtpe._widths import WidthPlan
+from optuna_kmtpe._compress.cost import DSPPackingModel
+from optuna_kmtpe._compress.widths import apply_widths
+from optuna_kmtpe._compress.widths import check_widths
+from optuna_kmtpe._compress.widths import plan_widths
+from optuna_kmtpe._compress.widths import WidthPlan
+from optuna_kmtpe._zoo.catalog import MODEL_NAMES
 
 
 if TYPE_CHECKING:
@@ -94,9 +97,25 @@ def build_model(
     return apply_widths(model, plan, check_widths(widths, plan.names))
 
 
+def zoo_cost_model(name: str, num_classes: int, **hardware: Any) -> DSPPackingModel:
+    """The :class:`~optuna_kmtpe.DSPPackingModel` of a zoo network at its native input size.
+
+    The model is built on PyTorch's ``meta`` device (shapes only, no memory, fast);
+    ``hardware`` goes to the cost model (rows, cols, clock, ...).
+
+    Example:
+        >>> zoo_cost_model("resnet18", 1000).baseline().size_mb > 23
+        True
+    """
+    _check_name(name)
+    with torch.device("meta"):
+        model = _BUILDERS[name](num_classes)
+    return DSPPackingModel(model, _INPUT_SHAPES[name], **hardware)
+
+
 @lru_cache(maxsize=32)
 def width_plan(name: str, num_classes: int) -> WidthPlan:
-    """The cached :class:`~optuna_kmtpe._widths.WidthPlan` of a zoo model."""
+    """The cached :class:`~optuna_kmtpe._compress.widths.WidthPlan` of a zoo model."""
     _check_name(name)
     with torch.device("meta"):
         model = _BUILDERS[name](num_classes)
@@ -118,59 +137,6 @@ def width_groups(name: str, num_classes: int) -> dict[str, list[str]]:
     return width_plan(name, num_classes).width_groups()
 
 
-def apply_widths(model: nn.Module, plan: WidthPlan, widths: np.ndarray) -> nn.Module:
-    """Replace the Conv/Linear/BatchNorm modules of ``model`` by width-scaled ones, in place.
-
-    Args:
-        model: The width-1 model ``plan`` was read from.
-        plan: Its width plan.
-        widths: Validated multipliers, one per layer (a NumPy array).
-
-    Returns:
-        ``model``, with freshly initialised replaced modules.
-    """
-    out, in_, groups = plan.channels(np.asarray(widths, dtype=float))
-    for i, layer in enumerate(plan.names):
-        old = model.get_submodule(layer)
-        new: nn.Module
-        if isinstance(old, nn.Conv2d):
-            new = nn.Conv2d(
-                int(in_[i]),
-                int(out[i]),
-                old.kernel_size,  # type: ignore[arg-type]
-                stride=old.stride,  # type: ignore[arg-type]
-                padding=old.padding,  # type: ignore[arg-type]
-                dilation=old.dilation,  # type: ignore[arg-type]
-                groups=int(groups[i]),
-                bias=old.bias is not None,
-                padding_mode=old.padding_mode,
-            )
-            nn.init.kaiming_normal_(new.weight, mode="fan_out", nonlinearity="relu")
-        else:
-            assert isinstance(old, nn.Linear)
-            new = nn.Linear(int(in_[i]), int(out[i]), bias=old.bias is not None)
-        _set_submodule(model, layer, new)
-    channels = np.append(out, plan.input_channels)
-    for norm_name, source in plan.norms.items():
-        old_bn = model.get_submodule(norm_name)
-        assert isinstance(old_bn, nn.modules.batchnorm._BatchNorm)
-        new_bn = type(old_bn)(
-            int(channels[source]),
-            eps=old_bn.eps,
-            momentum=old_bn.momentum,
-            affine=old_bn.affine,
-            track_running_stats=old_bn.track_running_stats,
-        )
-        _set_submodule(model, norm_name, new_bn)
-    return model
-
-
-def _set_submodule(model: nn.Module, qualname: str, module: nn.Module) -> None:
-    parent_name, _, child = qualname.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
-
-
 def _check_name(name: str) -> None:
     if name not in _INPUT_SHAPES:
         raise ValueError(f"Unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}.")
@@ -184,7 +150,8 @@ class _ShortcutA(nn.Module):
     """Option-A shortcut: subsample by ``stride``, then zero-pad (or, if the residual branch
     is narrower, truncate) the channels to those of ``like``. No parameters."""
 
-    # Read by optuna_kmtpe._widths: the output has as many channels as argument 1 (``like``).
+    # Read by optuna_kmtpe._compress.widths: the output has as many channels as argument 1
+    # (``like``).
     _kmtpe_channels_follow_arg = 1
 
     def __init__(self, stride: int) -> None:

@@ -47,19 +47,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from optuna_kmtpe._compress.layers import quantisable_layers
+from optuna_kmtpe._compress.layers import QUANTISABLE_TYPES
+
 
 __all__ = ["TraceEstimate", "hessian_traces", "LAYER_TYPES"]
 
-#: Module types whose ``weight`` gets a trace.
-LAYER_TYPES: tuple[type[nn.Module], ...] = (
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-    nn.Linear,
-)
+#: Module types whose ``weight`` gets a trace: the quantisable layers of
+#: :mod:`optuna_kmtpe._compress.layers` (one definition for traces, bits, widths and cost).
+LAYER_TYPES: tuple[type[nn.Module], ...] = QUANTISABLE_TYPES
 
 _METHODS = ("adaptive", "layerwise", "whole")
 
@@ -152,9 +148,9 @@ class _Samples:
 def _find_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     layers: list[tuple[str, nn.Parameter]] = []
     seen: set[int] = set()
-    for name, module in model.named_modules():
+    for name, module in quantisable_layers(model, allow_empty=True).items():
         weight = getattr(module, "weight", None)
-        if isinstance(module, LAYER_TYPES) and isinstance(weight, nn.Parameter):
+        if isinstance(weight, nn.Parameter):
             if id(weight) in seen:  # tied weights: the first module owns the trace
                 continue
             seen.add(id(weight))

@@ -1,0 +1,635 @@
+"""The public API of the search: Algorithm 1 on any PyTorch model and data loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+import itertools
+import math
+from typing import Any
+from typing import TYPE_CHECKING
+
+import optuna
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from optuna_kmtpe._compress.cost import DSPPackingModel
+from optuna_kmtpe._compress.layers import quantisable_layers
+from optuna_kmtpe._compress.limits import HardwareLimits
+from optuna_kmtpe._compress.limits import METRIC_DIRECTIONS
+from optuna_kmtpe._compress.limits import OBJECTIVES
+from optuna_kmtpe._compress.limits import pareto_directions
+from optuna_kmtpe._compress.loops import accuracy
+from optuna_kmtpe._compress.loops import DivergenceError
+from optuna_kmtpe._compress.loops import evaluate_on_batches
+from optuna_kmtpe._compress.loops import LossFn
+from optuna_kmtpe._compress.loops import MetricFn
+from optuna_kmtpe._compress.loops import OptimizerFactory
+from optuna_kmtpe._compress.loops import pick_device
+from optuna_kmtpe._compress.loops import train_on_batches
+from optuna_kmtpe._compress.search_space import DEFAULT_BITS
+from optuna_kmtpe._compress.search_space import DEFAULT_WIDTHS
+from optuna_kmtpe._compress.search_space import MixedPrecisionSpace
+from optuna_kmtpe._compress.sensitivity import TraceEstimate
+from optuna_kmtpe._logging import get_logger
+from optuna_kmtpe._search.choices import apply_choices
+from optuna_kmtpe._search.choices import LayerChoice
+from optuna_kmtpe._search.choices import LayerChoiceLike
+from optuna_kmtpe._search.choices import resolve_choices
+from optuna_kmtpe._search.objective import CandidateBuilder
+from optuna_kmtpe._search.objective import EvalFn
+from optuna_kmtpe._search.objective import FLOAT_COST_BITS
+from optuna_kmtpe._search.objective import TrainFn
+from optuna_kmtpe._search.objective import TrialObjective
+from optuna_kmtpe._search.space import estimate_space
+
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+
+__all__ = ["BestConfiguration", "MixedPrecisionSearch", "OBJECTIVES"]
+
+_ATTR = "kmtpe:"
+_logger = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class BestConfiguration:
+    """The chosen configuration of a study (:meth:`MixedPrecisionSearch.best`).
+
+    Attributes:
+        trial: Number of the trial it comes from.
+        bits: Layer name -> bit-width (``None``: kept in float), every quantisable layer.
+        widths: Layer name -> the width multiplier in force (after width-group ties).
+        accuracy: The validation score of the trial (``metric_fn``; top-1 accuracy by
+            default) after ``epochs`` epochs of quantisation-aware training.
+        size_mb: Weight size in MB (10^6 bytes) on the cost model.
+        speedup: Speedup over the FiP16 model on the cost model.
+        latency_ms: Latency on the cost model.
+        energy_mj: Energy per input on the cost model.
+        params: The trial's parameters (``study.enqueue_trial`` takes them).
+    """
+
+    trial: int
+    bits: dict[str, int | None]
+    widths: dict[str, float]
+    accuracy: float
+    size_mb: float
+    speedup: float
+    latency_ms: float
+    energy_mj: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass
+class _LoaderTrainer:
+    """``train_fn`` from a training loader (see :mod:`optuna_kmtpe._compress.loops`)."""
+
+    loader: Iterable[Any]
+    lr: float
+    loss_fn: LossFn
+    optimizer: OptimizerFactory | None
+
+    def __call__(self, model: nn.Module, *, epochs: int, seed: int) -> None:
+        train_on_batches(
+            model,
+            self.loader,
+            epochs=epochs,
+            lr=self.lr,
+            loss_fn=self.loss_fn,
+            optimizer=self.optimizer,
+            seed=seed,
+        )
+
+
+@dataclass
+class _LoaderEvaluator:
+    """``eval_fn`` from a validation loader."""
+
+    loader: Iterable[Any]
+    metric_fn: MetricFn
+
+    def __call__(self, model: nn.Module) -> float:
+        return evaluate_on_batches(model, self.loader, metric_fn=self.metric_fn)
+
+
+class MixedPrecisionSearch:
+    """Search per-layer bit-widths and widths of a trained model under hardware limits.
+
+    Algorithm 1 of the paper on any ``torch.nn.Module``: estimate the Hessian trace of every
+    quantisable layer (``Conv1d``, ``Conv2d`` incl. grouped and depthwise, ``Linear``) on a
+    few training batches, prune each layer's bit-widths by clustering the traces, then let an
+    Optuna study pick bits (and width multipliers) per layer. Each trial is costed on the
+    :class:`~optuna_kmtpe.DSPPackingModel`; a configuration within the limits is built
+    (width-scaled copy of the model with its trained weights inherited, fake-quantised),
+    trained ``epochs`` epochs and scored on the validation data. A configuration equal to
+    one an earlier COMPLETE trial already scored is not trained again (see ``optimize``).
+
+    The constructor does all the preparation (the Hessian traces take seconds on small
+    models), so every check, the limits included, fails there and not in a trial. The
+    caller owns the study (storage, name, sampler, resume, workers): :meth:`optimize`
+    runs trials in it, :meth:`best` reads the chosen configuration from it, and
+    :meth:`build` returns that configuration as a model.
+
+    Example:
+        .. testcode::
+
+            import optuna
+            import torch
+            from torch import nn
+
+            from optuna_kmtpe import HardwareLimits
+            from optuna_kmtpe import KMeansTPESampler
+            from optuna_kmtpe import MixedPrecisionSearch
+
+            x, y = torch.randn(64, 1, 8, 8), torch.randint(0, 3, (64,))
+            data = torch.utils.data.DataLoader(
+                torch.utils.data.TensorDataset(x, y), batch_size=16
+            )
+            model = nn.Sequential(
+                nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(512, 3)
+            )
+            search = MixedPrecisionSearch(
+                model,
+                train_loader=data,
+                val_loader=data,
+                input_shape=(1, 1, 8, 8),
+                limits=HardwareLimits(size_mb=0.01),
+                epochs=1,
+                hessian_samples=5,
+            )
+            study = optuna.create_study(direction="maximize", sampler=KMeansTPESampler(seed=0))
+            search.optimize(study, n_trials=3)
+            best = search.best(study)
+            qmodel = search.build(best)
+            assert qmodel(x[:2]).shape == (2, 3)
+
+    Args:
+        model: The trained float model (the search never modifies it; with ``device`` it
+            is moved there).
+        train_loader: Training batches ``(inputs, targets)``, iterated once per epoch (a
+            ``DataLoader``). Required unless ``train_fn`` is given.
+        val_loader: Validation batches that score each candidate. Required unless
+            ``eval_fn`` is given.
+        input_shape: Shape of one input batch, batch dimension first, e.g. ``(1, 1, 8, 8)``
+            (``tuple(next(iter(train_loader))[0].shape)`` works). The cost model prices one
+            sample.
+        limits: The :class:`~optuna_kmtpe.HardwareLimits` (``None``: accuracy alone).
+        epochs: Quantisation-aware training epochs per candidate.
+        lr: Peak learning rate of the default recipe (Adam, weight decay 1e-4, OneCycle).
+        loss_fn: ``loss_fn(outputs, targets) -> scalar tensor`` for training and the
+            Hessian traces (default: cross-entropy).
+        metric_fn: ``metric_fn(outputs, targets) -> float``, a batch's mean score, higher
+            is better (default: top-1 accuracy); averaged over ``val_loader``.
+        optimizer: ``optimizer(parameters) -> torch.optim.Optimizer`` instead of the default
+            recipe (then no schedule is used).
+        layer_choices: Layer name -> choice: ``"float"`` (keep in float), an int (fixed
+            bits, e.g. ``8`` for the first and last layer), a list of ints (candidate bits),
+            or a :class:`~optuna_kmtpe.LayerChoice` (also candidate widths).
+        search_widths: Also search width multipliers (needs a ``torch.fx``-traceable model;
+            ``False`` searches bits only, e.g. for data-dependent control flow).
+        bit_choices: The bit-widths ``B`` before pruning.
+        width_choices: The width multipliers ``S`` of each width group's leading layer.
+        n_clusters: k of the clustering of the Hessian traces.
+        space: A ready :class:`~optuna_kmtpe.MixedPrecisionSpace` (e.g. read back from a
+            study); skips the Hessian traces. Its layers must be the quantised layers.
+        hessian_batches: Training batches the traces are estimated on.
+        hessian_samples: Most Hutchinson samples per layer.
+        hessian_rtol: Relative standard error at which a layer's trace estimate stops.
+        hessian_data: Batches for the traces instead of the first ``hessian_batches`` of
+            ``train_loader``.
+        objective: ``"lagrangian"`` (one scalar, any sampler; default), ``"constraints"``
+            (accuracy, limits as Optuna constraints) or ``"pareto"`` (accuracy against cost
+            metrics; a multi-objective study).
+        pareto_metrics: Cost metrics of the Pareto objective (default: size, plus latency
+            when it is limited).
+        train_infeasible: Also train configurations that break a limit.
+        reuse_repeats: Reuse the result of an earlier trial with the same bits and widths
+            instead of training again.
+        device: Where to train (default: where the model is).
+        seed: Seeds the traces, the weight inheritance and each trial's training
+            (``seed + trial.number``).
+        train_fn: ``train_fn(model, epochs=..., seed=...)`` replaces the training loop.
+        eval_fn: ``eval_fn(model) -> float`` replaces the validation loop.
+        progress: Show a progress bar while the traces are estimated.
+
+    Raises:
+        ValueError: The model has no quantisable layer (or one that cannot be costed),
+            ``input_shape`` does not fit the model, a layer choice names an unknown layer,
+            the limits cannot be met by any configuration, or another argument is invalid.
+            Each message says what to change.
+        TypeError: ``model`` is not a ``torch.nn.Module``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        train_loader: Iterable[Any] | None = None,
+        val_loader: Iterable[Any] | None = None,
+        input_shape: Sequence[int],
+        limits: HardwareLimits | None = None,
+        epochs: int = 1,
+        lr: float = 1e-3,
+        loss_fn: LossFn | None = None,
+        metric_fn: MetricFn | None = None,
+        optimizer: OptimizerFactory | None = None,
+        layer_choices: Mapping[str, LayerChoiceLike] | None = None,
+        search_widths: bool = True,
+        bit_choices: Sequence[int] = DEFAULT_BITS,
+        width_choices: Sequence[float] = DEFAULT_WIDTHS,
+        n_clusters: int = 4,
+        space: MixedPrecisionSpace | None = None,
+        hessian_batches: int = 2,
+        hessian_samples: int = 50,
+        hessian_rtol: float = 0.1,
+        hessian_data: Iterable[Any] | None = None,
+        objective: str = "lagrangian",
+        pareto_metrics: Sequence[str] | None = None,
+        train_infeasible: bool = False,
+        reuse_repeats: bool = True,
+        device: str | torch.device | None = None,
+        seed: int = 0,
+        train_fn: TrainFn | None = None,
+        eval_fn: EvalFn | None = None,
+        progress: bool = False,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
+        if train_fn is None and train_loader is None:
+            raise ValueError(
+                "`train_loader` is required (batches of (inputs, targets) to train each "
+                "candidate on), unless you pass your own `train_fn`."
+            )
+        if eval_fn is None and val_loader is None:
+            raise ValueError(
+                "`val_loader` is required (batches of (inputs, targets) that score each "
+                "candidate), unless you pass your own `eval_fn`."
+            )
+        _check_int("epochs", epochs, 0)
+        for name, value in (
+            ("n_clusters", n_clusters),
+            ("hessian_batches", hessian_batches),
+            ("hessian_samples", hessian_samples),
+        ):
+            _check_int(name, value, 1)
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"`lr` must be a finite number > 0, got {lr!r}.")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"`objective` must be one of {OBJECTIVES}, got {objective!r}.")
+        if limits is not None and not isinstance(limits, HardwareLimits):
+            raise TypeError(
+                f"`limits` must be a HardwareLimits (or None), got {type(limits).__name__}."
+            )
+        self._limits = limits or HardwareLimits()
+        if pareto_metrics is None:
+            pareto_metrics = ["size_mb"] + (
+                ["latency_ms"] if self._limits.latency_ms is not None else []
+            )
+        unknown = [m for m in pareto_metrics if m not in METRIC_DIRECTIONS]
+        if unknown or not pareto_metrics:
+            raise ValueError(
+                f"`pareto_metrics` {list(pareto_metrics)} must be a non-empty choice of "
+                f"{list(METRIC_DIRECTIONS)}."
+            )
+
+        self._device = pick_device(device) if device is not None else _device_of(model)
+        if device is not None:
+            model.to(self._device)
+        self._model = model
+        self._layers = tuple(quantisable_layers(model))  # raises, naming a bad layer
+        self._input_shape = _check_input_shape(model, input_shape, self._device)
+        self._choices: dict[str, LayerChoice] = resolve_choices(layer_choices, self._layers)
+        self._float = tuple(n for n in self._layers if self._choices.get(n, _FREE).keep_float)
+        self._searched = tuple(n for n in self._layers if n not in self._float)
+        self._cost = DSPPackingModel(model, self._input_shape[1:])
+        plan = self._cost.plan
+        if search_widths and plan is None:
+            raise ValueError(
+                "Width multipliers need a torch.fx-traceable model with supported channel flow,"
+                f" and this one is not ({self._cost._no_plan_reason}). Pass "
+                "search_widths=False to search bits only."
+            )
+        self._plan = plan if search_widths else None
+        leaders = list(plan.width_groups()) if (plan is not None and search_widths) else []
+        self._width_leaders = tuple(n for n in leaders if n not in self._float)
+        if not search_widths:
+            wanted = [n for n, c in self._choices.items() if c.widths is not None]
+            if wanted:
+                raise ValueError(
+                    f"`layer_choices` gives widths for {wanted} but search_widths=False; drop "
+                    "them or search widths."
+                )
+        self._bit_choices = tuple(bit_choices)
+        self._width_choices = tuple(width_choices)
+        self._n_clusters = int(n_clusters)
+        self._hessian = (int(hessian_batches), int(hessian_samples), float(hessian_rtol))
+        self._hessian_data = hessian_data
+        self._loss_fn: LossFn = loss_fn or F.cross_entropy
+        self._train_fn: TrainFn = train_fn or _LoaderTrainer(
+            train_loader or [], float(lr), self._loss_fn, optimizer
+        )
+        self._eval_fn: EvalFn = eval_fn or _LoaderEvaluator(
+            val_loader or [], metric_fn or accuracy
+        )
+        self._train_loader = train_loader
+        self._epochs = int(epochs)
+        self._objective = objective
+        self._pareto_metrics = tuple(pareto_metrics)
+        self._train_infeasible = bool(train_infeasible)
+        self._reuse = bool(reuse_repeats)
+        self._seed = int(seed)
+        self._progress = bool(progress)
+        self._traces: dict[str, TraceEstimate] = {}
+        self._builder = CandidateBuilder(model, self._layers, self._plan, self._seed)
+        if space is not None:
+            if tuple(space.layers) != self._searched:
+                raise ValueError(
+                    f"`space` covers the layers {list(space.layers)}, but the layers to "
+                    f"quantise are {list(self._searched)}; build the space for this model and "
+                    "these layer choices (or leave `space` out)."
+                )
+        else:
+            space = self._pruned_space()  # the Hessian traces: seconds for small models
+        self._check_attainable(space)
+        self._space = space
+
+    # --- Properties ------------------------------------------------------------------------
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Names of the model's quantisable layers, in model order."""
+        return self._layers
+
+    @property
+    def cost_model(self) -> DSPPackingModel:
+        """The :class:`~optuna_kmtpe.DSPPackingModel` of the model (one row per layer)."""
+        return self._cost
+
+    @property
+    def limits(self) -> HardwareLimits:
+        """The limits in force."""
+        return self._limits
+
+    @property
+    def traces(self) -> dict[str, TraceEstimate]:
+        """The Hessian trace of every quantisable layer (empty when ``space`` was given)."""
+        return dict(self._traces)
+
+    @property
+    def space(self) -> MixedPrecisionSpace:
+        """The search space: ``space``, or pruned from the Hessian traces of the model."""
+        return self._space
+
+    # --- Running ---------------------------------------------------------------------------
+
+    def objective(self, *, budget: int | None = None) -> TrialObjective:
+        """The prepared ``study.optimize`` objective (picklable; for your own workers).
+
+        Args:
+            budget: Total trials shared by every process of the study: a trial past it is
+                marked ``surplus`` and fails without running (``kmtpe search --workers``).
+        """
+        return TrialObjective(
+            space=self.space,
+            cost=self._cost,
+            limits=self._limits,
+            builder=self._builder,
+            train_fn=self._train_fn,
+            eval_fn=self._eval_fn,
+            epochs=self._epochs,
+            seed=self._seed,
+            objective=self._objective,
+            pareto_metrics=self._pareto_metrics,
+            train_infeasible=self._train_infeasible,
+            budget=budget,
+            reuse=self._reuse,
+        )
+
+    def prepare_study(self, study: optuna.Study) -> None:
+        """Check that ``study`` fits this search and record the space and limits in it.
+
+        Raises:
+            ValueError: Wrong directions for the objective, or the study was run with
+                another search space or other limits.
+        """
+        wanted = (
+            pareto_directions(list(self._pareto_metrics))
+            if self._objective == "pareto"
+            else ["maximize"]
+        )
+        got = [d.name.lower() for d in study.directions]
+        if got != wanted:
+            raise ValueError(
+                f"The {self._objective!r} objective needs a study with directions {wanted}, "
+                f"got {got}; create it with optuna.create_study(directions={wanted})."
+            )
+        attrs = study.user_attrs
+        space = self.space
+        stored = attrs.get(_ATTR + "space")
+        if stored is None:
+            study.set_user_attr(_ATTR + "space", space.to_json())
+        elif MixedPrecisionSpace.from_json(stored) != space:
+            raise ValueError(
+                "The study was run with another search space; pass "
+                "space=MixedPrecisionSpace.from_json(study.user_attrs['kmtpe:space']) to "
+                "continue it, or use a new study."
+            )
+        limits = {k: v for k, v in asdict(self._limits).items() if v is not None}
+        if _ATTR + "limits" not in attrs:
+            study.set_user_attr(_ATTR + "limits", limits)
+        elif attrs[_ATTR + "limits"] != limits:
+            raise ValueError(
+                f"The study was run with the limits {attrs[_ATTR + 'limits']}, this search "
+                f"has {limits}; use the same limits or a new study."
+            )
+
+    def optimize(
+        self,
+        study: optuna.Study,
+        n_trials: int | None = None,
+        *,
+        timeout: float | None = None,
+        callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] | None = None,
+        catch: Iterable[type[Exception]] | type[Exception] = (),
+        show_progress_bar: bool = False,
+        budget: int | None = None,
+    ) -> None:
+        """Run ``n_trials`` trials (or until ``timeout``) in ``study``.
+
+        A diverged candidate becomes a FAILED trial (user attribute ``fail_reason``) and the
+        study goes on. A trial whose bits and widths equal those of an earlier COMPLETE
+        trial is not trained: it copies that trial's values and measurements and records
+        ``reused_from_trial`` (it still counts as one of ``n_trials``).
+
+        Args:
+            study: A study whose directions fit ``objective`` (``"maximize"``, or
+                ``pareto_directions`` for ``"pareto"``). The space and the limits are
+                recorded in its user attributes.
+            n_trials: Trials to run in this call (Optuna's meaning).
+            timeout: Seconds after which no new trial starts.
+            callbacks: Optuna study callbacks.
+            catch: More exception types that fail a trial without stopping the study.
+            show_progress_bar: Optuna's progress bar.
+            budget: Total trials shared by all processes of the study (see
+                :meth:`objective`).
+        """
+        self.prepare_study(study)
+        extra = (catch,) if isinstance(catch, type) else tuple(catch)
+        study.optimize(
+            self.objective(budget=budget),
+            n_trials=n_trials,
+            timeout=timeout,
+            catch=(DivergenceError, *extra),
+            callbacks=list(callbacks or []),
+            show_progress_bar=show_progress_bar,
+            gc_after_trial=False,
+        )
+
+    def best(self, study: optuna.Study) -> BestConfiguration:
+        """The feasible, trained COMPLETE trial with the highest score, then the smallest
+        size (then the lowest trial number).
+
+        Raises:
+            ValueError: No trial met the limits (the message says how many were tried).
+        """
+        chosen = choose(study)
+        if chosen is None:
+            n = sum(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False))
+            raise ValueError(
+                f"No configuration met the limits in the {n} completed trials of study "
+                f"{study.study_name!r}; relax the limits, run more trials, or pass "
+                "train_infeasible=True to see the accuracy of the others."
+            )
+        a = chosen.user_attrs
+        return BestConfiguration(
+            trial=chosen.number,
+            bits=dict(zip(a["layers"], a["bits"])),
+            widths=dict(zip(a["layers"], a["widths"])),
+            accuracy=float(a["accuracy"]),
+            size_mb=float(a["size_mb"]),
+            speedup=float(a["speedup"]),
+            latency_ms=float(a["latency_ms"]),
+            energy_mj=float(a["energy_mj"]),
+            params=dict(chosen.params),
+        )
+
+    def build(self, best: BestConfiguration | FrozenTrial | Mapping[str, Any]) -> nn.Module:
+        """The width-scaled, fake-quantised model of a configuration, weights inherited from
+        the trained model (not trained further; fine-tune it with your own loop).
+
+        Args:
+            best: What :meth:`best` returned, a trial, or trial parameters.
+        """
+        params = best.params if hasattr(best, "params") else best
+        bits, widths = self.objective().configuration(params)  # type: ignore[arg-type]
+        return self._builder.build(bits, widths if self._plan is not None else None)
+
+    def evaluate(self, model: nn.Module) -> float:
+        """The validation score of ``model`` (``metric_fn`` over ``val_loader``)."""
+        return float(self._eval_fn(model))
+
+    # --- Internals -------------------------------------------------------------------------
+
+    def _check_attainable(self, space: MixedPrecisionSpace) -> None:
+        bits = [
+            list(space.bits[n]) if n in space.bits else [FLOAT_COST_BITS] for n in self._layers
+        ]
+        widths = [list(space.widths.get(n, (1.0,))) for n in self._layers]
+        self._limits.check_attainable(self._cost, bits, widths)
+
+    def _pruned_space(self) -> MixedPrecisionSpace:
+        n_batches, max_samples, rtol = self._hessian
+        if self._hessian_data is not None:
+            data: Iterable[Any] = self._hessian_data
+        else:
+            assert self._train_loader is not None, "hessian_data is needed with train_fn"
+            data = itertools.islice(self._train_loader, n_batches)
+        found = estimate_space(
+            self._model,
+            self._loss_fn,
+            data,
+            layers=self._searched,
+            width_layers=self._width_leaders,
+            n_clusters=self._n_clusters,
+            bit_choices=self._bit_choices,
+            width_choices=self._width_choices,
+            max_samples=max_samples,
+            rtol=rtol,
+            min_samples=min(5, max_samples),
+            seed=self._seed,
+            progress=self._progress,
+        )
+        self._traces = found.traces
+        space = found.space
+        space = apply_choices(space, self._choices, self._width_leaders)
+        _logger.info(
+            f"Hessian traces: {len(found.traces)} layers in {found.seconds:.1f} s; "
+            f"space 10^{space.log10_size(pruned=False):.1f} -> 10^{space.log10_size():.1f} "
+            "configurations after pruning"
+        )
+        return space
+
+
+_FREE = LayerChoice()
+
+
+def choose(study: optuna.Study) -> FrozenTrial | None:
+    """The feasible, trained COMPLETE trial with the highest accuracy, then the smallest
+    size, then the lowest number; None when there is none."""
+    best = None
+    key: tuple[float, float, int] | None = None
+    for t in study.get_trials(deepcopy=False, states=None):
+        a = t.user_attrs
+        if t.state.name != "COMPLETE" or not a.get("feasible") or not a.get("trained"):
+            continue
+        k = (-float(a["accuracy"]), float(a["size_mb"]), t.number)
+        if key is None or k < key:
+            best, key = t, k
+    return best
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _check_input_shape(
+    model: nn.Module, input_shape: Sequence[int], device: torch.device
+) -> tuple[int, ...]:
+    shape = tuple(input_shape) if isinstance(input_shape, (list, tuple, torch.Size)) else ()
+    if len(shape) < 2 or not all(isinstance(d, int) and d >= 1 for d in shape):
+        raise ValueError(
+            f"`input_shape` must be the shape of one input batch, batch dimension first, "
+            f"e.g. (1, 3, 32, 32); got {input_shape!r}."
+        )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1, *shape[1:]), device=device))
+    except Exception as e:  # noqa: BLE001 - any failure means the shape does not fit
+        raise ValueError(
+            f"The model cannot take an input of shape {shape} ({type(e).__name__}: {e}). "
+            "`input_shape` is one batch's shape with the batch dimension first; "
+            "tuple(next(iter(train_loader))[0].shape) gives it."
+        ) from None
+    finally:
+        model.train(was_training)
+    return shape

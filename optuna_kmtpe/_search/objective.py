@@ -1,0 +1,246 @@
+"""The prepared trial objective of a search, and how a candidate model is built.
+
+Both are plain picklable objects, built once by :class:`~optuna_kmtpe.MixedPrecisionSearch`:
+worker processes receive them ready and only run ``study.optimize`` on them.
+
+One trial: suggest bits and widths from the space, cost them on the
+:class:`~optuna_kmtpe.DSPPackingModel`, and, when the limits are met (or ``train_infeasible``),
+build the candidate (width-scaled copy of the trained model, weights inherited, fake-quantised),
+train it ``epochs`` epochs and score it. Every measurement goes into the trial's user
+attributes; the study is the record.
+
+A configuration is never trained twice: a trial whose bits and widths equal those of an
+earlier COMPLETE trial copies its objective values, ``accuracy`` and ``trained`` and records
+``reused_from_trial`` (the number of the trial that trained it) instead of training; it
+still counts as a trial of the budget. A RUNNING trial of the same configuration in another
+worker is waited for; PRUNED and FAILED trials are not reused (the configuration trains).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+import copy
+from dataclasses import dataclass
+import time
+from typing import Any
+from typing import TYPE_CHECKING
+
+import numpy as np
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+from torch import nn
+
+from optuna_kmtpe._budget import claim
+from optuna_kmtpe._budget import FAIL_REASON
+from optuna_kmtpe._compress.inherit import inherit_weights
+from optuna_kmtpe._compress.limits import lagrangian
+from optuna_kmtpe._compress.limits import pareto_values
+from optuna_kmtpe._compress.limits import set_constraints
+from optuna_kmtpe._compress.loops import DivergenceError
+from optuna_kmtpe._compress.quant import quantize_model
+from optuna_kmtpe._compress.widths import apply_widths
+from optuna_kmtpe._compress.widths import check_widths
+from optuna_kmtpe._logging import get_logger
+
+
+if TYPE_CHECKING:
+    import optuna
+
+    from optuna_kmtpe._compress.cost import DSPPackingModel
+    from optuna_kmtpe._compress.limits import HardwareLimits
+    from optuna_kmtpe._compress.search_space import MixedPrecisionSpace
+    from optuna_kmtpe._compress.widths import WidthPlan
+
+
+__all__ = ["CandidateBuilder", "TrialObjective", "TrainFn", "EvalFn"]
+
+_logger = get_logger(__name__)
+
+#: ``train_fn(model, epochs=..., seed=...)`` trains ``model`` in place.
+TrainFn = Callable[..., None]
+#: ``eval_fn(model) -> float``: the validation score (higher is better).
+EvalFn = Callable[[nn.Module], float]
+
+#: Longest wait for another worker's RUNNING trial of the same configuration.
+REUSE_WAIT_S = 3600.0
+_POLL_S = 0.5
+#: User attribute of a trial that reused an earlier trial's result instead of training.
+REUSED_FROM = "reused_from_trial"
+
+#: Bits the cost model charges for a layer kept in float (the FiP16 reference).
+FLOAT_COST_BITS = 16
+
+
+@dataclass
+class CandidateBuilder:
+    """Builds candidates from the trained model: width-scaled (``plan``), weights inherited
+    (:func:`optuna_kmtpe._compress.inherit.inherit_weights`, seeded), fake-quantised.
+
+    Attributes:
+        base: The trained float model (not modified).
+        layers: Its quantisable layers, in order.
+        plan: Its width plan, or None when widths are not searched.
+        seed: Seed of the inheritance noise.
+    """
+
+    base: nn.Module
+    layers: tuple[str, ...]
+    plan: WidthPlan | None
+    seed: int
+
+    def build(
+        self, bits: Mapping[str, int | None], widths: Sequence[float] | None = None
+    ) -> nn.Module:
+        """The candidate for ``bits`` (layer -> bits, None: float) and ``widths`` (one
+        multiplier per layer in layer order; None: all 1)."""
+        net = copy.deepcopy(self.base)
+        if self.plan is not None:
+            w = check_widths(1.0 if widths is None else list(widths), self.plan.names)
+            net = apply_widths(net, self.plan, w)
+            inherit_weights(self.base, net, self.plan, seed=self.seed)
+        elif widths is not None and any(float(x) != 1.0 for x in widths):
+            raise ValueError("This search does not scale widths (bits only); pass widths 1.")
+        return quantize_model(net, {n: bits[n] for n in self.layers}, inplace=True)
+
+
+@dataclass
+class TrialObjective:
+    """``study.optimize`` objective of a :class:`~optuna_kmtpe.MixedPrecisionSearch`.
+
+    Attributes:
+        space: The (pruned) search space; its layers are the quantised ones.
+        cost: The cost model of the trained model.
+        limits: Hardware limits.
+        builder: Builds candidates.
+        train_fn: ``train_fn(model, epochs=..., seed=...)``.
+        eval_fn: ``eval_fn(model) -> score``.
+        epochs: Training epochs per candidate.
+        seed: A trial trains with ``seed + trial.number``.
+        objective: ``"lagrangian"``, ``"constraints"`` or ``"pareto"``.
+        pareto_metrics: Cost metrics of the Pareto objective.
+        train_infeasible: Also train the configurations that break a limit.
+        budget: Total counted trials shared by every process of the study
+            (:func:`optuna_kmtpe._budget.claim`), or None for Optuna's own ``n_trials``.
+        reuse: Reuse an earlier trial's result for a repeated configuration.
+    """
+
+    space: MixedPrecisionSpace
+    cost: DSPPackingModel
+    limits: HardwareLimits
+    builder: CandidateBuilder
+    train_fn: TrainFn
+    eval_fn: EvalFn
+    epochs: int
+    seed: int
+    objective: str = "lagrangian"
+    pareto_metrics: tuple[str, ...] = ("size_mb",)
+    train_infeasible: bool = False
+    budget: int | None = None
+    reuse: bool = True
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return self.builder.layers
+
+    def configuration(
+        self, params: Mapping[str, Any]
+    ) -> tuple[dict[str, int | None], list[float]]:
+        """Bits per layer (None: float) and raw widths in layer order from trial params."""
+        conf = self.space.configuration(params)
+        bits: dict[str, int | None] = {n: conf.bits.get(n) for n in self.layers}
+        widths = [conf.widths.get(n, 1.0) for n in self.layers]
+        return bits, widths
+
+    def effective_widths(self, widths: Sequence[float]) -> list[float]:
+        plan = self.builder.plan
+        if plan is None:
+            return [1.0] * len(self.layers)
+        return [float(w) for w in plan.effective_widths(np.asarray(widths, dtype=float))]
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        if self.budget is not None:
+            claim(trial, self.budget)
+        conf = self.space.suggest(trial)
+        bits: dict[str, int | None] = {n: conf.bits.get(n) for n in self.layers}
+        widths = [conf.widths.get(n, 1.0) for n in self.layers]
+        report = self.cost.evaluate(
+            [FLOAT_COST_BITS if b is None else b for b in bits.values()], widths
+        )
+        violations = self.limits.violations(report)
+        feasible = all(v <= 0 for v in violations.values())
+        attrs: dict[str, Any] = {
+            "layers": list(self.layers),
+            "bits": list(bits.values()),
+            "widths": self.effective_widths(widths),
+            "size_mb": report.size_mb,
+            "speedup": report.speedup,
+            "latency_ms": report.latency_ms,
+            "energy_mj": report.energy_mj,
+            "feasible": feasible,
+            "violations": violations,
+        }
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        if self.objective != "lagrangian":
+            set_constraints(trial, report, self.limits)
+        if self.reuse:
+            twin = _find_twin(trial, attrs["bits"], attrs["widths"])
+            if twin is not None:
+                return _reuse(trial, twin)
+        accuracy = 0.0
+        trained = feasible or self.train_infeasible
+        if trained:
+            t0 = time.perf_counter()
+            net = self.builder.build(bits, widths)
+            try:
+                self.train_fn(net, epochs=self.epochs, seed=self.seed + trial.number)
+                accuracy = float(self.eval_fn(net))
+            except DivergenceError as e:
+                trial.set_user_attr(FAIL_REASON, f"diverged: {e}")
+                raise
+            trial.set_user_attr("train_seconds", time.perf_counter() - t0)
+        trial.set_user_attr("trained", trained)
+        trial.set_user_attr("accuracy", accuracy)
+        if self.objective == "pareto":
+            return pareto_values(accuracy, report, list(self.pareto_metrics))
+        if self.objective == "lagrangian":
+            return lagrangian(accuracy, report, self.limits)
+        return accuracy
+
+
+def _find_twin(trial: optuna.Trial, bits: list[Any], widths: list[float]) -> FrozenTrial | None:
+    """The earliest COMPLETE trial with these bits and widths, if any.
+
+    A RUNNING trial with a lower number (another worker, the same configuration) is waited
+    for, at most :data:`REUSE_WAIT_S` seconds: if it completes, it is the twin; if it fails
+    or is pruned, this trial trains. PRUNED and FAIL trials are never reused.
+    """
+    deadline = time.monotonic() + REUSE_WAIT_S
+    while True:
+        waiting = False
+        for t in trial.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
+        ):
+            a = t.user_attrs
+            if t.number == trial.number or a.get("bits") != bits or a.get("widths") != widths:
+                continue
+            if t.state == TrialState.COMPLETE and "accuracy" in a:
+                return t
+            waiting = waiting or t.number < trial.number
+        if not waiting or time.monotonic() > deadline:
+            return None
+        time.sleep(_POLL_S)
+
+
+def _reuse(trial: optuna.Trial, twin: FrozenTrial) -> float | tuple[float, ...]:
+    """Copy ``twin``'s result into ``trial`` (its cost attributes and constraints are the
+    same already) and return its objective values."""
+    origin = twin.user_attrs.get(REUSED_FROM, twin.number)
+    trial.set_user_attr(REUSED_FROM, origin)
+    trial.set_user_attr("trained", twin.user_attrs.get("trained", False))
+    trial.set_user_attr("accuracy", twin.user_attrs["accuracy"])
+    _logger.debug(f"trial {trial.number}: same configuration as trial {origin}; reused")
+    values = twin.values
+    return float(values[0]) if len(values) == 1 else tuple(float(v) for v in values)
