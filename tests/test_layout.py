@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 PACKAGE = Path(__file__).resolve().parents[1] / "optuna_kmtpe"
-SAMPLER = {"_sampler", "_split", "_kmeans1d", "_optuna_compat"}
+SAMPLER = {"_sampler", "_split", "_kmeans1d", "_optuna_compat", "_repeats"}
 # Room -> the rooms (first component under optuna_kmtpe) it may import.
 ALLOWED = {
     "_compress": {"_compress", "_kmeans1d"},

@@ -20,6 +20,7 @@ import torch
 from optuna_kmtpe._commands.search_run import run_search
 from optuna_kmtpe._commands.search_run import SearchConfig
 from optuna_kmtpe._commands.search_run import SearchError
+from optuna_kmtpe._zoo.models import zoo_cost_model
 from optuna_kmtpe.cli import main
 from tests._logs import captured_logs
 from tests.cifar_format import write_cifar10
@@ -317,3 +318,18 @@ def test_search_never_trains_a_configuration_twice(tmp_path: Path) -> None:
                 t.user_attrs["widths"],
             )
             assert t.value == twin.value and "train_seconds" not in t.user_attrs
+
+
+def test_cost_model_choice_prices_the_chosen_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["search", "--out", str(tmp_path), *TINY, "--trials", "2", "--final-epochs", "0"]
+    assert main([*argv, "--sampler", "random", "--cost-model", "compute"]) == 0
+    assert "(compute-bound cost model, --cost-model)" in capsys.readouterr().out
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["cost_model"] == "compute"
+    compute = zoo_cost_model("small_cnn", 10, dram_gbps=None)
+    memory = zoo_cost_model("small_cnn", 10)
+    widths = result["widths"]
+    assert result["speedup"] == pytest.approx(compute.evaluate(result["bits"], widths).speedup)
+    assert result["speedup"] != pytest.approx(memory.evaluate(result["bits"], widths).speedup)

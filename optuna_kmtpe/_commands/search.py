@@ -81,6 +81,13 @@ def register(subparsers: Any) -> None:
         help="a trial that repeats an earlier configuration reuses its result instead of "
         "training again (default; it still counts as one of --trials)",
     )
+    g.add_argument(
+        "--cost-model",
+        choices=("memory", "compute"),
+        default="memory",
+        help="latency model of the limits and the speedup: memory (default; DRAM-bound at "
+        "19.2 GB/s) or compute (the DSP array alone, as the paper's speedups)",
+    )
     g.add_argument("--clusters", type=int, default=4, help="k of the Hessian clustering (4)")
     g.add_argument("--hessian-samples", type=int, default=50, help="max Hutchinson samples/layer")
     g.add_argument("--hessian-batches", type=int, default=2)
@@ -162,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=args.progress,
         reuse_repeats=args.reuse_repeats,
+        cost_model=args.cost_model,
     )
     try:
         result = run_search(config)
@@ -216,7 +224,8 @@ def _summary(r: Any) -> str:
             f"  accuracy    {acc}",
             f"  size        {r.size_mb:.4g} MB ({r.baseline_size_mb / r.size_mb:.1f}x smaller "
             "than FiP16)",
-            f"  speedup     {r.speedup:.2f}x vs FiP16, latency {r.latency_ms:.4g} ms",
+            f"  speedup     {r.speedup:.2f}x vs FiP16, latency {r.latency_ms:.4g} ms"
+            f" ({r.cost_model}-bound cost model, --cost-model)",
         ]
         if r.message:
             lines.append(f"  note        {r.message}")

@@ -88,6 +88,14 @@ class SearchError(ValueError):
     """Bad input to the search (the message says what is wrong and how to fix it)."""
 
 
+# ``kmtpe search --cost-model``: DSPPackingModel keyword arguments per reading.
+COST_MODELS: dict[str, dict[str, Any]] = {"memory": {}, "compute": {"dram_gbps": None}}
+_COST_MODEL_NOTES = {
+    "memory": "latency = max(DSP-array cycles, DRAM bytes at 19.2 GB/s), 32 x 32 array",
+    "compute": "latency = DSP-array cycles only, 32 x 32 array; the paper's speedups",
+}
+
+
 @dataclass
 class SearchConfig:
     """Everything ``kmtpe search`` takes; defaults are the command's defaults.
@@ -143,6 +151,9 @@ class SearchConfig:
     device: str | None = None
     progress: bool | None = None
     reuse_repeats: bool = True
+    # "memory": DRAM-bound latency at 19.2 GB/s (the default); "compute": the DSP array alone,
+    # the reading the paper's speedups follow.
+    cost_model: str = "memory"
 
     def resolved_model(self) -> str:
         return self.model or DATASETS.get(self.dataset, "small_cnn")
@@ -170,6 +181,7 @@ class SearchResult:
     final_epochs: int
     sampler: str
     objective: str
+    cost_model: str
     storage: str
     study_name: str
     out: str
@@ -290,7 +302,9 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
         _logger.info(f"search space: read from the study ({len(space.layers)} layers)")
     with torch.device("meta"):
         meta_model = build_model(model_name, data.num_classes)
-    limits = _limits(cfg, DSPPackingModel(meta_model, data.input_shape))
+    hardware = COST_MODELS[cfg.cost_model]
+    _logger.info(f"cost model: {cfg.cost_model}-bound ({_COST_MODEL_NOTES[cfg.cost_model]})")
+    limits = _limits(cfg, DSPPackingModel(meta_model, data.input_shape, **hardware))
     try:
         search = MixedPrecisionSearch(
             base,
@@ -311,6 +325,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
             device=device,
             seed=cfg.seed,
             progress=progress,
+            hardware=hardware,
         )
         space = search.space
     except ValueError as e:
@@ -331,6 +346,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
                 "num_classes": data.num_classes,
                 "objective": cfg.objective,
                 "sampler": cfg.sampler,
+                "cost_model": cfg.cost_model,
                 "limits": limit_dict,
                 "space": space.to_json(),
                 "pareto_metrics": pareto_metrics,
@@ -394,6 +410,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
         final_epochs=int(cfg.final_epochs or 0),
         sampler=cfg.sampler,
         objective=cfg.objective,
+        cost_model=cfg.cost_model,
         storage=storage_url,
         study_name=study_name,
         out=str(out),
@@ -559,7 +576,14 @@ def _base_model(cfg: SearchConfig, data: DataSplits, out: Path, device: torch.de
 
 
 def _check_resume(stored: dict[str, Any], cfg: SearchConfig, model_name: str) -> None:
-    wanted = {"model": model_name, "dataset": cfg.dataset, "objective": cfg.objective}
+    wanted = {
+        "model": model_name,
+        "dataset": cfg.dataset,
+        "objective": cfg.objective,
+        "cost_model": cfg.cost_model,
+    }
+    # Studies from before --cost-model existed were priced memory-bound.
+    stored = {ATTR + "cost_model": "memory", **stored}
     diff = {k: (stored.get(ATTR + k), v) for k, v in wanted.items() if stored.get(ATTR + k) != v}
     if diff:
         parts = ", ".join(f"{k}: study has {s!r}, options say {o!r}" for k, (s, o) in diff.items())

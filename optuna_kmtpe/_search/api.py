@@ -223,6 +223,10 @@ class MixedPrecisionSearch:
         train_fn: ``train_fn(model, epochs=..., seed=...)`` replaces the training loop.
         eval_fn: ``eval_fn(model) -> float`` replaces the validation loop.
         progress: Show a progress bar while the traces are estimated.
+        hardware: Keyword arguments of :class:`~optuna_kmtpe.DSPPackingModel` (array
+            ``rows`` / ``cols``, ``clock_mhz``, ``dram_gbps``, energy constants). The default
+            is the memory-bound model (19.2 GB/s DRAM, 32 x 32 array); ``{"dram_gbps": None}``
+            is the compute-bound reading that the paper's speedups follow.
 
     Raises:
         ValueError: The model has no quantisable layer (or one that cannot be costed),
@@ -264,6 +268,7 @@ class MixedPrecisionSearch:
         train_fn: TrainFn | None = None,
         eval_fn: EvalFn | None = None,
         progress: bool = False,
+        hardware: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
@@ -313,7 +318,13 @@ class MixedPrecisionSearch:
         self._choices: dict[str, LayerChoice] = resolve_choices(layer_choices, self._layers)
         self._float = tuple(n for n in self._layers if self._choices.get(n, _FREE).keep_float)
         self._searched = tuple(n for n in self._layers if n not in self._float)
-        self._cost = DSPPackingModel(model, self._input_shape[1:])
+        try:
+            self._cost = DSPPackingModel(model, self._input_shape[1:], **dict(hardware or {}))
+        except TypeError as e:
+            raise ValueError(
+                f"`hardware` takes DSPPackingModel's keyword arguments ({_HARDWARE_ARGS}), but"
+                f" got {sorted(hardware or {})}: {e}."
+            ) from None
         plan = self._cost.plan
         if search_widths and plan is None:
             raise ValueError(
@@ -603,6 +614,11 @@ def choose(study: optuna.Study) -> FrozenTrial | None:
 def _check_int(name: str, value: Any, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
+
+
+_HARDWARE_ARGS = (
+    "rows, cols, clock_mhz, dram_gbps, pj_per_dsp_op, pj_per_dram_byte, pj_per_bram_byte"
+)
 
 
 def _device_of(model: nn.Module) -> torch.device:
