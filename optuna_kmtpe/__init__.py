@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from optuna_kmtpe._cost import DSPPackingModel
+    from optuna_kmtpe._export import export
     from optuna_kmtpe._sampler import KMeansTPESampler
     from optuna_kmtpe._search_space import MixedPrecisionSpace
     from optuna_kmtpe._search_space import prune_search_space
@@ -32,6 +33,7 @@ _LAZY_EXPORTS = {
     "prune_search_space": "optuna_kmtpe._search_space",
     "MixedPrecisionSpace": "optuna_kmtpe._search_space",
     "DSPPackingModel": "optuna_kmtpe._cost",
+    "export": "optuna_kmtpe._export",
 }
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "prune_search_space",
     "MixedPrecisionSpace",
     "DSPPackingModel",
+    "export",
 ]
 
 
