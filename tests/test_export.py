@@ -172,11 +172,7 @@ def test_qcdq_clip_bounds_are_the_searched_ranges(cases: dict[str, Case]) -> Non
 
     case = cases["small_cnn"]
     proto = export_qcdq(case.model, case.input_shape)
-    consts = {
-        n.output[0]: onnx.numpy_helper.to_array(n.attribute[0].t)
-        for n in proto.graph.node
-        if n.op_type == "Constant"
-    }
+    consts = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
     clips = [
         (int(consts[n.input[1]]), int(consts[n.input[2]]), consts[n.input[1]].dtype)
         for n in proto.graph.node
