@@ -136,7 +136,7 @@ def test_hls4ml_c_simulation_agrees_with_pytorch(
 ) -> None:
     check = _csim(small, digits, tmp_path)
     assert check["n"] == 360
-    assert check["passed"], check  # >= 95% argmax agreement
+    assert check["passed"], check  # >= 90% argmax agreement (measured 95.8%)
     assert abs(check["accuracy_export"] - check["accuracy_torch"]) <= 0.03  # type: ignore[operator]
 
 

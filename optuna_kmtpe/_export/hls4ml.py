@@ -24,7 +24,7 @@ hls4ml's layer names (the module name with ``.`` replaced by ``_``):
 
 Fixed point has power-of-two steps while the trained per-channel scales are arbitrary, so
 hls4ml's arithmetic approximates the fake-quantised model; the C simulation is compared by
-argmax agreement (no logit tolerance; the check passes at 95% agreement or more).
+argmax agreement (no logit tolerance; the check passes at 90% agreement or more).
 
 Example:
     >>> import torch
