@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from optuna_kmtpe._compress.search_space import prune_search_space
     from optuna_kmtpe._compress.sensitivity import hessian_traces
     from optuna_kmtpe._compress.sensitivity import TraceEstimate
+    from optuna_kmtpe._export import export
     from optuna_kmtpe._sampler import KMeansTPESampler
     from optuna_kmtpe._search.api import BestConfiguration
     from optuna_kmtpe._search.api import MixedPrecisionSearch
@@ -40,6 +41,7 @@ _LAZY_EXPORTS = {
     "MixedPrecisionSearch": "optuna_kmtpe._search.api",
     "BestConfiguration": "optuna_kmtpe._search.api",
     "LayerChoice": "optuna_kmtpe._search.choices",
+    "export": "optuna_kmtpe._export",
 }
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "MixedPrecisionSearch",
     "BestConfiguration",
     "LayerChoice",
+    "export",
 ]
 
 

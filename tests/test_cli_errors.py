@@ -18,6 +18,7 @@ from optuna_kmtpe.cli import main
         ["bench", "--out", "{tmp}/b", "--seeds", "0"],
         ["bench", "--out", "{tmp}/b", "--tasks", "mnist"],
         ["figures", "--results", "{tmp}/none", "--out", "{tmp}/f"],
+        ["export", "{tmp}/none", "--format", "qonnx", "--out", "{tmp}/x.onnx"],
     ],
 )
 def test_errors_name_the_command_and_exit_2(

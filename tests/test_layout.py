@@ -12,6 +12,7 @@ SAMPLER = {"_sampler", "_split", "_kmeans1d", "_optuna_compat", "_repeats"}
 ALLOWED = {
     "_compress": {"_compress", "_kmeans1d"},
     "_zoo": {"_zoo", "_compress"},
+    "_export": {"_export", "_compress"},
     "_search": {
         "_search",
         "_compress",

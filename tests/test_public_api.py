@@ -31,7 +31,7 @@ def test_package_and_sampler_do_not_import_torch() -> None:
         "study = optuna.create_study(sampler=KMeansTPESampler(seed=0, n_startup_trials=3))\n"
         "study.optimize(lambda t: t.suggest_float('x', -1, 1) ** 2, n_trials=6)\n"
         "assert 'torch' not in sys.modules, 'KMeansTPESampler'\n"
-        "for heavy in ('hyperopt', 'cocoex'):\n"
+        "for heavy in ('hyperopt', 'cocoex', 'onnx', 'qonnx', 'onnxruntime'):\n"
         "    assert heavy not in sys.modules, heavy\n"
     )
     _run_in_fresh_interpreter(code)
@@ -42,12 +42,13 @@ def test_command_line_help_does_not_import_torch() -> None:
         "import sys\n"
         "from optuna_kmtpe.cli import main\n"
         "for argv in (['--help'], ['search', '--help'], ['sensitivity', '--help'],\n"
-        "             ['cost', '--help'], ['bench', '--help'], ['figures', '--help']):\n"
+        "             ['cost', '--help'], ['bench', '--help'], ['figures', '--help'],\n"
+        "             ['export', '--help']):\n"
         "    try:\n"
         "        main(argv)\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "assert not {'torch', 'hyperopt', 'cocoex'} & set(sys.modules)\n"
+        "assert not {'torch', 'hyperopt', 'cocoex', 'onnx', 'qonnx'} & set(sys.modules)\n"
     )
     _run_in_fresh_interpreter(code)
 

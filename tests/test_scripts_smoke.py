@@ -67,3 +67,11 @@ def test_shared_study_benchmark() -> None:
         ("sqlite", "1", "12"),
         ("sqlite", "2", "12"),
     ]
+
+
+def test_tiling_loss_benchmark() -> None:
+    # The numbers docs/cost_model.md states (tiling loss, Table IV ResNet-20 size).
+    out = _run("benchmarks/tiling_loss.py")
+    assert "| resnet20 | Table IV (19 insertions: min-max) | 5.95x-7.39x | 8.04x-9.84x" in out
+    assert "Loss over the width-scaled uniform rows (width != 1): 6.0%-29.2%" in out
+    assert "0.0495-0.0651 MB over the 20 insertions (median 0.0521 MB)" in out

@@ -1,0 +1,184 @@
+"""QONNX export: ONNX with QONNX ``Quant`` nodes at each layer's searched bit-width.
+
+Per quantised Conv/Linear layer the graph holds two ``Quant`` nodes (domain
+``qonnx.custom_op.general``, ``rounding_mode="ROUND"``, i.e. round half to even like
+``torch.fake_quantize_*``):
+
+* on the weight initializer: ``signed=1, narrow=1``, scale per output channel (shape
+  ``(C, 1, 1, 1)`` / ``(C, 1)``), zero point 0, bit-width ``b``; the initializer holds the
+  fake-quantised weights ``q * scale``, so the node returns them unchanged and
+  ``initializer / scale`` gives the integers ``q`` exactly;
+* on the layer's input: ``signed=0, narrow=0``, one scale and one zero point (the frozen
+  observer range of :mod:`optuna_kmtpe._compress.quant`), bit-width ``b``.
+
+BatchNorm is **kept** as ``BatchNormalization`` after the Conv: folding it would change the
+weight scales (``s_c * gamma_c / sigma_c``), so the graph would no longer carry the scales the
+model was trained with; FINN's streamlining (``BatchNormToAffine`` and absorption into
+thresholds) and hls4ml's QONNX / PyTorch frontends both fold it themselves. The graph is
+cleaned with :func:`qonnx.util.cleanup.cleanup_model` (shape inference, constant folding that
+keeps the ``Quant`` nodes, unique and readable names), batch size 1.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from optuna_kmtpe._zoo.models import build_model
+    >>> from optuna_kmtpe._compress.quant import quantize_model
+    >>> net = quantize_model(build_model("small_cnn", 10), [8, 4, 3, 8]).eval()
+    >>> _ = net(torch.randn(8, 1, 8, 8))
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "net.qonnx.onnx"
+    >>> model, layers = export_qonnx(net, (1, 8, 8), path=path)
+    >>> [int(b) for b in quant_bitwidths(model, layers)["weight"]]
+    [8, 4, 3, 8]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from optuna_kmtpe._export._layers import execution_order
+from optuna_kmtpe._export._layers import export_copy
+from optuna_kmtpe._export._layers import ExportError
+from optuna_kmtpe._export._layers import QuantSpec
+from optuna_kmtpe._export._layers import read_quantization
+from optuna_kmtpe._export._layers import to_onnx
+
+
+__all__ = ["COMPUTE_OPS", "compute_nodes", "export_qonnx", "quant_bitwidths", "run_qonnx"]
+
+QONNX_DOMAIN = "qonnx.custom_op.general"
+#: ONNX ops that carry a quantised layer's multiply-accumulates.
+COMPUTE_OPS = ("Conv", "Gemm", "MatMul")
+
+
+def _emit_quant(g: Any, x: Any, spec: QuantSpec) -> Any:
+    return g.op(
+        f"{QONNX_DOMAIN}::Quant",
+        x,
+        g.op("Constant", value_t=torch.as_tensor(spec.scale, dtype=torch.float32)),
+        g.op("Constant", value_t=torch.tensor(float(spec.zero_point), dtype=torch.float32)),
+        g.op("Constant", value_t=torch.tensor(float(spec.bits), dtype=torch.float32)),
+        signed_i=int(spec.signed),
+        narrow_i=int(spec.narrow),
+        rounding_mode_s="ROUND",
+    ).setType(x.type())
+
+
+def export_qonnx(
+    model: nn.Module, input_shape: tuple[int, ...], *, path: str | Path | None = None
+) -> tuple[Any, list[str]]:
+    """Export a fake-quantised model as a cleaned QONNX graph.
+
+    Args:
+        model: A model quantised with :func:`optuna_kmtpe._compress.quant.quantize_model`
+            whose input ranges are calibrated (it has seen data).
+        input_shape: One input without the batch dimension, e.g. ``(1, 8, 8)``.
+        path: Where to save the ``.onnx`` file (not saved when ``None``).
+
+    Returns:
+        ``(ModelWrapper, layers)``: the qonnx model and the quantised layer names in the order
+        of the graph's compute nodes (:func:`compute_nodes`).
+
+    Raises:
+        ExportError: A layer or op the format cannot express (named).
+    """
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    input_shape = tuple(int(d) for d in input_shape)
+    quant = read_quantization(model)
+    order = execution_order(model, input_shape)
+    proto = to_onnx(export_copy(model, quant, _emit_quant), input_shape)
+    wrapper = cleanup_model(ModelWrapper(proto))
+    _check_structure(wrapper, order)
+    wrapper.set_metadata_prop("kmtpe:layers", ",".join(order))
+    wrapper.set_metadata_prop("kmtpe:bits", ",".join(str(q.bits) for q in _by(quant, order)))
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        wrapper.save(str(path))
+    return wrapper, order
+
+
+def _by(quant: list[Any], order: list[str]) -> list[Any]:
+    index = {q.name: q for q in quant}
+    return [index[n] for n in order]
+
+
+def compute_nodes(model: Any) -> list[Any]:
+    """The graph's Conv / Gemm / MatMul nodes in graph (topological) order."""
+    return [n for n in model.graph.node if n.op_type in COMPUTE_OPS]
+
+
+def _check_structure(model: Any, order: list[str]) -> None:
+    nodes = compute_nodes(model)
+    if len(nodes) != len(order):
+        raise ExportError(
+            f"The exported graph has {len(nodes)} Conv/Gemm/MatMul nodes but the model "
+            f"{len(order)} quantised layers ({order}); a layer outside Conv2d/Linear does "
+            "arithmetic the export cannot quantise."
+        )
+    for node, layer in zip(nodes, order):
+        for i, role in ((0, "input"), (1, "weight")):
+            producer = model.find_producer(node.input[i])
+            if producer is None or producer.op_type != "Quant":
+                raise ExportError(f"Layer {layer!r}: the {role} of {node.name} is not quantised.")
+
+
+def quant_bitwidths(model: Any, layers: list[str]) -> dict[str, np.ndarray]:
+    """Bit-widths of the ``Quant`` nodes feeding each compute node: ``{"input", "weight"}``.
+
+    Example: see the module docstring.
+    """
+    out: dict[str, list[float]] = {"input": [], "weight": []}
+    for node in compute_nodes(model):
+        for i, role in ((0, "input"), (1, "weight")):
+            q = model.find_producer(node.input[i])
+            out[role].append(float(model.get_initializer(q.input[3])))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def quant_params(model: Any, layers: list[str]) -> dict[str, dict[str, Any]]:
+    """Per layer: the scale, zero point and bit-width arrays of its two ``Quant`` nodes."""
+    out: dict[str, dict[str, Any]] = {}
+    for node, layer in zip(compute_nodes(model), layers):
+        entry: dict[str, Any] = {}
+        for i, role in ((0, "input"), (1, "weight")):
+            q = model.find_producer(node.input[i])
+            entry[role] = {
+                "scale": np.asarray(model.get_initializer(q.input[1])),
+                "zero_point": np.asarray(model.get_initializer(q.input[2])),
+                "bits": float(model.get_initializer(q.input[3])),
+                "signed": _attr(q, "signed"),
+                "narrow": _attr(q, "narrow"),
+            }
+            if role == "weight":
+                entry[role]["values"] = np.asarray(model.get_initializer(q.input[0]))
+        entry["node"] = node.name
+        out[layer] = entry
+    return out
+
+
+def _attr(node: Any, name: str) -> int:
+    for a in node.attribute:
+        if a.name == name:
+            return int(a.i)
+    return 0
+
+
+def run_qonnx(model: Any, x: np.ndarray) -> np.ndarray:
+    """Run the QONNX graph on a batch with :func:`qonnx.core.onnx_exec.execute_onnx`.
+
+    The batch size of a copy of the graph is changed with qonnx's ``ChangeBatchSize``.
+    """
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.change_batchsize import ChangeBatchSize
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    batched = model.transform(ChangeBatchSize(int(x.shape[0]))).transform(InferShapes())
+    name_in = batched.graph.input[0].name
+    name_out = batched.graph.output[0].name
+    return np.asarray(execute_onnx(batched, {name_in: x})[name_out])
