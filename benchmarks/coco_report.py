@@ -1,6 +1,7 @@
 """Tables of the COCO test-set runs for docs/results.md: one per suite, the default against peers.
 
-Reads the ``trials.csv`` of ``kmtpe bench`` runs and prints markdown: per suite and dimension,
+Reads the ``trials.csv`` of ``kmtpe bench`` runs (or the committed ``trials.csv.gz``; ``gunzip``
+it to resume or extend a run with ``kmtpe bench``) and prints markdown: per suite and dimension,
 the median best value after 100 trials per sampler (lower is better), the two-sided
 Mann-Whitney p-value of the default (``kmeans-tpe``) against ``tpe`` at 25, 50 and 100 trials
 with the direction of the difference, the win / tie / loss counts of every sampler against
@@ -75,8 +76,10 @@ def suite_tables(frame: pd.DataFrame) -> str:
     shares = _integer_part_share(mixint) if not mixint.empty else None
     for group in sorted({_group(t) for t in frame["task"]}):
         tasks = sorted(t for t in finals.index if _group(t) == group)
-        seeds = frame[frame["task"].isin(tasks)].groupby(["task", "sampler"])["seed"].nunique()
-        out.append(f"#### {group} ({seeds.min()} seeds)\n")
+        seeds = frame[frame["task"].isin(tasks)].groupby(["sampler", "task"])["seed"].nunique()
+        per_sampler = seeds.groupby("sampler").min()
+        counts = ", ".join(f"{s} {per_sampler[s]}" for s in samplers)
+        out.append(f"#### {group}\n\nSeeds per function: {counts}.\n")
         header = (
             ["function"]
             + [f"{s}" for s in samplers]
@@ -137,12 +140,18 @@ def mean_ranks(frame: pd.DataFrame) -> str:
     return table.to_markdown(floatfmt=".2f")
 
 
+def _trials(folder: Path) -> pd.DataFrame:
+    """``trials.csv`` of a results folder, or the committed ``trials.csv.gz``."""
+    path = folder / "trials.csv"
+    return pd.read_csv(path if path.exists() else folder / "trials.csv.gz")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("results", type=Path)
     parser.add_argument("--gp", type=Path, help="a results folder with gp next to tpe")
     args = parser.parse_args()
-    frame = pd.read_csv(args.results / "trials.csv")
+    frame = _trials(args.results)
     print("### Per suite\n")
     print(suite_tables(frame))
     print("### Wins / ties / losses against tpe (each cell: win/tie/loss over the functions)\n")
@@ -150,7 +159,7 @@ def main() -> None:
     print("\n### Mean rank of the median best after 100 trials (1 = best)\n")
     print(mean_ranks(frame))
     if args.gp is not None:
-        gp = pd.read_csv(args.gp / "trials.csv")
+        gp = _trials(args.gp)
         print("\n### GPSampler next to TPE and the default (separate run, fewer seeds)\n")
         print(suite_tables(gp))
         print(win_tie_loss(gp))
