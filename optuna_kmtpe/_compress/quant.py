@@ -181,44 +181,40 @@ class _QuantMixin:
         return fake_quantize_activation(x, lo, hi, self.bits) + guard
 
 
-class QuantConv2d(nn.Conv2d, _QuantMixin):
-    """``nn.Conv2d`` with fake-quantised weights and input (see the module docstring)."""
+class _QuantConvMixin(_QuantMixin):
+    """What the fake-quantised convolutions share; listed before the ``nn.ConvNd`` base."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
 
     def __init__(self, *args: object, bits: int = 8, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)  # the nn.ConvNd constructor, next in the MRO
         self._init_quant(bits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = fake_quantize_weight(self.weight, self.bits)
+        return self._conv_forward(self._quant_input(x), w, self.bias)  # type: ignore[attr-defined]
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, bits={self.bits}"  # type: ignore[misc]
+
+
+class QuantConv2d(_QuantConvMixin, nn.Conv2d):
+    """``nn.Conv2d`` with fake-quantised weights and input (see the module docstring)."""
 
     @classmethod
     def from_float(cls, conv: nn.Conv2d, bits: int) -> QuantConv2d:
         """A quantised copy of ``conv`` that shares nothing with it."""
         return _conv_from_float(cls, conv, bits)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = fake_quantize_weight(self.weight, self.bits)
-        return self._conv_forward(self._quant_input(x), w, self.bias)
 
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, bits={self.bits}"  # type: ignore[no-untyped-call]
-
-
-class QuantConv1d(nn.Conv1d, _QuantMixin):
+class QuantConv1d(_QuantConvMixin, nn.Conv1d):
     """``nn.Conv1d`` with fake-quantised weights and input (see the module docstring)."""
-
-    def __init__(self, *args: object, bits: int = 8, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._init_quant(bits)
 
     @classmethod
     def from_float(cls, conv: nn.Conv1d, bits: int) -> QuantConv1d:
         """A quantised copy of ``conv`` that shares nothing with it."""
         return _conv_from_float(cls, conv, bits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = fake_quantize_weight(self.weight, self.bits)
-        return self._conv_forward(self._quant_input(x), w, self.bias)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, bits={self.bits}"  # type: ignore[no-untyped-call]
 
 
 _Q = TypeVar("_Q", QuantConv1d, QuantConv2d)
