@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from optuna_kmtpe._compress.cost import DSPPackingModel
+from optuna_kmtpe._zoo.models import zoo_cost_model
 
 
 sys.path.insert(0, "benchmarks")
@@ -47,8 +48,8 @@ def loss(cost: DSPPackingModel, bits: object, widths: object) -> tuple[float, fl
 def main() -> None:
     torch.set_num_threads(1)
     out = sys.stdout
-    r20 = DSPPackingModel.from_zoo("resnet20", 10, dram_gbps=None)
-    r18 = DSPPackingModel.from_zoo("resnet18_cifar", 100, dram_gbps=None)
+    r20 = zoo_cost_model("resnet20", 10, dram_gbps=None)
+    r18 = zoo_cost_model("resnet18_cifar", 100, dram_gbps=None)
     rows = []
     for name, cost in (("resnet20", r20), ("resnet18_cifar", r18)):
         for w in (0.75, 0.875, 1.0, 1.125, 1.25):
