@@ -270,31 +270,39 @@ class KMeansTPESampler(BaseSampler):
         if not search_space:
             return {}
         history = self._history(study, trial)
-        groups = self._split_into_groups(search_space)
-        observed = [self._observations(study, history, sub_space) for sub_space in groups]
-        seen = self._seen_configurations(study, history, search_space, observed[0])
+        no_repeat = self._no_repeat_applies(history, search_space)
         if self._in_startup(study):
-            params = (
-                {}
-                if seen is None
-                else self._random_unseen(study, trial, history, search_space, seen)
-            )
-            self._share_params(study, trial, params)
+            params: dict[str, Any] = {}
+            if no_repeat:
+                observed = self._observations(study, history, search_space)
+                params = self._random_unseen(
+                    study,
+                    trial,
+                    history,
+                    search_space,
+                    _seen_keys(observed, history, search_space),
+                )
+            self._share_params(study, trial, params, for_no_repeat=no_repeat)
             return params
-        # One split per trial, shared by every group: they all see the same history.
+        # One split per trial, shared by every group: they all see the same history. The
+        # no-repeat rule implies a single group (see _no_repeat_applies).
         split = self._split(study, history)
         params = {}
-        for sub_space, observations in zip(groups, observed):
+        for sub_space in self._split_into_groups(search_space):
+            observations = self._observations(study, history, sub_space)
+            seen = _seen_keys(observations, history, sub_space) if no_repeat else None
             params.update(self._sample(split, sub_space, observations, seen))
 
         _optuna_compat.set_trial_system_attr(study, trial, _N_FINISHED_KEY, split.n_finished)
         _optuna_compat.set_trial_system_attr(study, trial, _K_KEY, split.k)
-        self._share_params(study, trial, params)
+        self._share_params(study, trial, params, for_no_repeat=no_repeat)
         return params
 
-    def _share_params(self, study: Study, trial: FrozenTrial, params: dict[str, Any]) -> None:
+    def _share_params(
+        self, study: Study, trial: FrozenTrial, params: dict[str, Any], *, for_no_repeat: bool
+    ) -> None:
         """Write the relative params to storage, for other workers' liar and no-repeat rule."""
-        if not params or not (self._constant_liar or self._avoid_repeats):
+        if not params or not (self._constant_liar or for_no_repeat):
             return
         params_str = json.dumps(params)
         for i in range(0, len(params_str), _SYSTEM_ATTR_MAX_LENGTH):
@@ -371,25 +379,17 @@ class KMeansTPESampler(BaseSampler):
             below, above = split_trials_kmeans(study, history, k)
         return _Split(below, above, n_finished, k)
 
-    def _seen_configurations(
-        self,
-        study: Study,
-        history: list[FrozenTrial],
-        search_space: dict[str, BaseDistribution],
-        observations: dict[int, list[float]],
-    ) -> set[_repeats.Key] | None:
-        """Keys of the configurations already evaluated or in flight, or None where the
-        no-repeat rule does not apply: it is off, the space has a continuous parameter or is
-        decomposed into groups, or some trial has parameters outside the joint space."""
+    def _no_repeat_applies(
+        self, history: list[FrozenTrial], search_space: dict[str, BaseDistribution]
+    ) -> bool:
+        """Whether the no-repeat rule is on for this space: not where it is switched off, a
+        parameter is continuous, the space is decomposed into groups, or trials have
+        parameters outside the joint space."""
         if not self._avoid_repeats or self._group or not _repeats.is_fully_discrete(search_space):
-            return None
+            return False
         # Every finished trial covers the joint space (it is their intersection); one with more
         # parameters has conditional ones, so the joint space does not name configurations.
-        if any(len(t.params) != len(search_space) for t in history if t.state.is_finished()):
-            return None
-        return set(
-            _repeats.keys_of_samples(_columns(observations, history, search_space), search_space)
-        )
+        return all(len(t.params) == len(search_space) for t in history if t.state.is_finished())
 
     def _random_unseen(
         self,
@@ -541,3 +541,14 @@ def _columns(
     # kernels read faster (measured ~5% of log_pdf on 1,000 trials).
     table = np.asarray(rows, dtype=float).reshape(len(rows), len(search_space)).T.copy()
     return {name: table[i] for i, name in enumerate(search_space)}
+
+
+def _seen_keys(
+    observations: dict[int, list[float]],
+    history: list[FrozenTrial],
+    search_space: dict[str, BaseDistribution],
+) -> set[_repeats.Key]:
+    """Grid keys of the configurations already evaluated or in flight."""
+    return set(
+        _repeats.keys_of_samples(_columns(observations, history, search_space), search_space)
+    )

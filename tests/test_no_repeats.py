@@ -138,9 +138,7 @@ def test_rule_is_off_in_a_space_with_a_continuous_parameter() -> None:
     study = optuna.create_study(sampler=sampler)
     study.optimize(lambda t: t.suggest_float("x", 0, 1) + t.suggest_int("n", 0, 1), n_trials=3)
     space = {"x": FloatDistribution(0, 1), "n": IntDistribution(0, 1)}
-    history = sampler._history(study, study.ask())
-    observations = sampler._observations(study, history, space)
-    assert sampler._seen_configurations(study, history, space, observations) is None
+    assert not sampler._no_repeat_applies(sampler._history(study, study.ask()), space)
 
 
 def test_rule_is_off_when_trials_have_parameters_outside_the_joint_space() -> None:
@@ -154,9 +152,7 @@ def test_rule_is_off_when_trials_have_parameters_outside_the_joint_space() -> No
 
     study.optimize(objective, n_trials=6)
     space = {"kind": CategoricalDistribution(["a", "b"])}
-    history = sampler._history(study, study.ask())
-    observations = sampler._observations(study, history, space)
-    assert sampler._seen_configurations(study, history, space, observations) is None
+    assert not sampler._no_repeat_applies(sampler._history(study, study.ask()), space)
 
 
 def test_avoid_repeats_must_be_a_bool() -> None:
