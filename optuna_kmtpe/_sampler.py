@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from optuna.distributions import BaseDistribution
     from optuna.study import Study
+    from optuna.trial import BaseTrial
     from optuna.trial import FrozenTrial
 
 
@@ -362,7 +363,7 @@ class KMeansTPESampler(BaseSampler):
         trials = _optuna_compat.get_trials(study, states, use_cache=True)
         return len(trials) < self._n_startup_trials
 
-    def _history(self, study: Study, trial: FrozenTrial) -> list[FrozenTrial]:
+    def _history(self, study: Study, trial: BaseTrial) -> list[FrozenTrial]:
         """The COMPLETE, PRUNED and RUNNING trials other than ``trial``, fresh from storage."""
         trials = _optuna_compat.get_trials(study, _HISTORY_STATES, use_cache=False)
         return [t for t in trials if t.number != trial.number]

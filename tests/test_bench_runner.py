@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -52,10 +53,10 @@ def test_quant_cifar_needs_its_data(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_resume_skips_finished_studies_and_reruns_cut_ones(tmp_path: Path) -> None:
-    kwargs = dict(n_trials=5, n_startup_trials=2, progress=False)
+    kwargs: dict[str, Any] = dict(n_trials=5, n_startup_trials=2, progress=False)
     first = run_benchmark(
         tmp_path, ["synthetic-terraced-rosenbrock"], ["random", "tpe"], range(2), **kwargs
-    )  # type: ignore[arg-type]
+    )
     assert len(first) == 2 * 2 * 5
     # Simulate a kill in the middle of writing one study: drop its last rows.
     trials_csv = tmp_path / "trials.csv"
@@ -65,7 +66,7 @@ def test_resume_skips_finished_studies_and_reruns_cut_ones(tmp_path: Path) -> No
 
     again = run_benchmark(
         tmp_path, ["synthetic-terraced-rosenbrock"], ["random", "tpe"], range(2), **kwargs
-    )  # type: ignore[arg-type]
+    )
     assert len(again) == 20
     assert again.groupby(["sampler", "seed"]).size().eq(5).all()
     # Finished studies were kept as they were, not rerun.

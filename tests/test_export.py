@@ -59,16 +59,18 @@ class Case:
     data: DataSplits
 
     @property
-    def x(self) -> torch.Tensor:
+    def x(self) -> Any:
         return self.data.prepare(self.data.test[0])
 
     @property
-    def y(self) -> torch.Tensor:
+    def y(self) -> Any:
         return self.data.test[1]
 
 
 def _digits3(data: DataSplits) -> DataSplits:
-    rgb = lambda split: (split[0].repeat(1, 3, 1, 1), split[1])  # noqa: E731
+    def rgb(split: Any) -> Any:
+        return (split[0].repeat(1, 3, 1, 1), split[1])
+
     return dataclasses.replace(
         data,
         input_shape=(3, 8, 8),
@@ -174,7 +176,7 @@ def test_qcdq_clip_bounds_are_the_searched_ranges(cases: dict[str, Case]) -> Non
     proto = export_qcdq(case.model, case.input_shape)
     consts = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
     clips = [
-        (int(consts[n.input[1]]), int(consts[n.input[2]]), consts[n.input[1]].dtype)
+        (int(consts[n.input[1]]), int(consts[n.input[2]]), consts[n.input[1]].dtype.type)
         for n in proto.graph.node
         if n.op_type == "Clip"
     ]

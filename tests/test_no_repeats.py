@@ -8,6 +8,7 @@ from unittest import mock
 
 import numpy as np
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
@@ -137,7 +138,7 @@ def test_rule_is_off_in_a_space_with_a_continuous_parameter() -> None:
     sampler = KMeansTPESampler(n_startup_trials=2, seed=0)
     study = optuna.create_study(sampler=sampler)
     study.optimize(lambda t: t.suggest_float("x", 0, 1) + t.suggest_int("n", 0, 1), n_trials=3)
-    space = {"x": FloatDistribution(0, 1), "n": IntDistribution(0, 1)}
+    space: dict[str, BaseDistribution] = {"x": FloatDistribution(0, 1), "n": IntDistribution(0, 1)}
     assert not sampler._no_repeat_applies(sampler._history(study, study.ask()), space)
 
 
@@ -151,7 +152,7 @@ def test_rule_is_off_when_trials_have_parameters_outside_the_joint_space() -> No
         return float(trial.suggest_int(f"n_{kind}", 0, 3))
 
     study.optimize(objective, n_trials=6)
-    space = {"kind": CategoricalDistribution(["a", "b"])}
+    space: dict[str, BaseDistribution] = {"kind": CategoricalDistribution(["a", "b"])}
     assert not sampler._no_repeat_applies(sampler._history(study, study.ask()), space)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
@@ -41,7 +42,7 @@ def test_parzen_estimator_samples_inside_a_mixed_space_and_scores_them() -> None
 
 
 def test_parzen_estimator_without_observations_is_the_prior() -> None:
-    space = {"x": FloatDistribution(0.0, 1.0)}
+    space: dict[str, BaseDistribution] = {"x": FloatDistribution(0.0, 1.0)}
     mpe = _optuna_compat.build_parzen_estimator({"x": np.array([])}, space)
     assert mpe.sample(np.random.RandomState(0), 5)["x"].shape == (5,)
 

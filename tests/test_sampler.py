@@ -13,6 +13,7 @@ from optuna.samplers import TPESampler
 from optuna.trial import Trial
 import pytest
 
+from optuna_kmtpe import _optuna_compat
 from optuna_kmtpe import KMeansTPESampler
 from optuna_kmtpe._optuna_compat import LazyRandomState
 import optuna_kmtpe._sampler as sampler_module
@@ -81,7 +82,7 @@ def test_no_warnings_on_default_use() -> None:
 
 def test_k_follows_the_trials_in_storage() -> None:
     seen: list[tuple[int, int]] = []
-    original = sampler_module.split_trials_kmeans
+    original = getattr(sampler_module, "split_trials_kmeans")
 
     def spy(study: optuna.Study, trials: list, k: int) -> Any:
         seen.append((sum(t.state.is_finished() for t in trials), k))
@@ -240,13 +241,13 @@ def test_model_based_trials_record_n_finished_and_k(constant_liar: bool) -> None
     )
     study = optuna.create_study(sampler=sampler)
     writes: list[str] = []
-    original = sampler_module._optuna_compat.set_trial_system_attr
+    original = _optuna_compat.set_trial_system_attr
 
     def spy(study: optuna.Study, trial: Any, key: str, value: str | int) -> None:
         writes.append(f"{trial.number}:{key}")
         original(study, trial, key, value)
 
-    with mock.patch.object(sampler_module._optuna_compat, "set_trial_system_attr", spy):
+    with mock.patch.object(_optuna_compat, "set_trial_system_attr", spy):
         study.optimize(_mixed_objective, n_trials=9)
     pruned = study.ask()
     pruned.suggest_float("x", -5.0, 5.0)

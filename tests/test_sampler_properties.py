@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from typing import Literal
 
 from hypothesis import given
 from hypothesis import HealthCheck
@@ -43,13 +44,13 @@ def distributions(draw: st.DrawFn) -> BaseDistribution:
             step = draw(st.integers(1, 5))
             return IntDistribution(low, low + (high - low) // step * step, step=step)
         return IntDistribution(low, high, log=kind == "intlog")
-    low = draw(st.floats(1e-4, 10.0))
-    high = low + draw(st.floats(0.0, 100.0))
+    f_low = draw(st.floats(1e-4, 10.0))
+    f_high = f_low + draw(st.floats(0.0, 100.0))
     if kind == "step":
-        step = draw(st.sampled_from([0.1, 0.5, 1.0]))
-        n = math.floor((high - low) / step + 1e-9)
-        return FloatDistribution(low, low + n * step, step=step)
-    return FloatDistribution(low, high, log=kind == "log")
+        f_step = draw(st.sampled_from([0.1, 0.5, 1.0]))
+        n = math.floor((f_high - f_low) / f_step + 1e-9)
+        return FloatDistribution(f_low, f_low + n * f_step, step=f_step)
+    return FloatDistribution(f_low, f_high, log=kind == "log")
 
 
 objective_values = st.one_of(
@@ -84,7 +85,7 @@ def test_every_suggestion_is_inside_its_distribution(
     space: dict[str, BaseDistribution],
     conditional: dict[str, BaseDistribution],
     values: list[float],
-    direction: str,
+    direction: Literal["minimize", "maximize"],
     options: dict[str, Any],
 ) -> None:
     study = optuna.create_study(direction=direction, sampler=KMeansTPESampler(seed=0, **options))

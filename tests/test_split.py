@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.distributions import FloatDistribution
 from optuna.samplers._tpe.sampler import _split_trials as tpe_split_trials
 from optuna.trial import create_trial
@@ -16,7 +18,7 @@ from optuna_kmtpe._split import split_trials_dead_zone
 from optuna_kmtpe._split import split_trials_kmeans
 
 
-_DIST = {"x": FloatDistribution(0.0, 1.0)}
+_DIST: dict[str, BaseDistribution] = {"x": FloatDistribution(0.0, 1.0)}
 
 
 def _trials(
@@ -145,7 +147,9 @@ def test_ties_never_straddle_the_threshold() -> None:
 
 
 @pytest.mark.parametrize("direction", ["minimize", "maximize"])
-def test_multi_objective_clusters_non_domination_ranks(direction: str) -> None:
+def test_multi_objective_clusters_non_domination_ranks(
+    direction: Literal["minimize", "maximize"],
+) -> None:
     sign = 1.0 if direction == "minimize" else -1.0
     points = [(0.0, 1.0), (1.0, 0.0), (0.5, 0.5), (1.0, 1.0), (1.1, 0.9), (3.0, 3.0)]
     trials = []
