@@ -76,14 +76,7 @@ def run_trials(
     if ready is not None:
         ready()
     try:
-        study.optimize(
-            job.objective,
-            n_trials=slots,
-            catch=(DivergenceError, Surplus),
-            callbacks=[*job.callbacks, StopAtTarget(job.target)],
-            show_progress_bar=show_progress_bar,
-            gc_after_trial=False,
-        )
+        _run_trials(study, job, slots, show_progress_bar=show_progress_bar)
     finally:
         for i, (process, _) in enumerate(procs, start=1):
             process.join()
@@ -125,11 +118,19 @@ def _worker_main(job: WorkerJob, index: int, ready: Any) -> None:
     ready.set()
     if slots <= 0:
         return
+    _run_trials(study, job, slots, show_progress_bar=False)
+
+
+def _run_trials(
+    study: optuna.Study, job: WorkerJob, slots: int, *, show_progress_bar: bool
+) -> None:
+    """``slots`` trials of the prepared objective: a diverged or surplus trial fails and the
+    study goes on; the shared budget stops every process at the target."""
     study.optimize(
         job.objective,
         n_trials=slots,
         catch=(DivergenceError, Surplus),
         callbacks=[*job.callbacks, StopAtTarget(job.target)],
-        show_progress_bar=False,
+        show_progress_bar=show_progress_bar,
         gc_after_trial=False,
     )
