@@ -14,7 +14,7 @@ import sys
 
 
 # Subcommand name = module under optuna_kmtpe._commands.
-_COMMANDS = ("search", "sensitivity", "cost", "bench", "figures", "export")
+_COMMANDS = ("search", "compare", "sensitivity", "cost", "bench", "figures", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,7 +38,9 @@ def register(subparsers: Any) -> None:
         ),
     )
     g = p.add_argument_group("data and model")
-    g.add_argument("--dataset", default="digits", help="digits (default), cifar10, cifar100")
+    g.add_argument(
+        "--dataset", default="digits", help="digits (default), mnist-5k, cifar10, cifar100"
+    )
     g.add_argument("--data-dir", help="folder holding the CIFAR files (cifar-10-batches-py/...)")
     g.add_argument("--download", action="store_true", help="let torchvision download CIFAR")
     g.add_argument("--limit-train", type=int, help="use only this many training images")

@@ -101,7 +101,8 @@ class SearchConfig:
     """Everything ``kmtpe search`` takes; defaults are the command's defaults.
 
     ``None`` for ``model``, ``base_epochs`` and ``final_epochs`` picks a value per dataset:
-    ``digits``: ``small_cnn``, 20 base epochs, 30 final epochs; CIFAR-10: ``resnet20``;
+    ``digits``: ``small_cnn``, 20 base epochs, 30 final epochs; ``mnist-5k``: ``mnist_cnn``,
+    10 base epochs, 15 final epochs; CIFAR-10: ``resnet20``;
     CIFAR-100: ``resnet18_cifar``; 30 base epochs, 90 final epochs (the paper) for CIFAR.
     When no limit is given, the size limit defaults to the model at 4 bits, width 1.
 
@@ -440,6 +441,10 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
     return res
 
 
+# Dataset -> default (base, final) epochs; CIFAR: 30 and the paper's 90.
+_EPOCHS = {"digits": (20, 30), "mnist-5k": (10, 15)}
+
+
 def _resolve(config: SearchConfig) -> SearchConfig:
     if config.dataset not in DATASETS:
         raise SearchError(
@@ -474,13 +479,13 @@ def _resolve(config: SearchConfig) -> SearchConfig:
         value = getattr(config, name)
         if value is not None and not (math.isfinite(value) and value > 0):
             raise SearchError(f"`{name.replace('_', '-')}` must be > 0, got {value!r}.")
-    digits = config.dataset == "digits"
+    base_epochs, final_epochs = _EPOCHS.get(config.dataset, (30, 90))
     out = SearchConfig(**asdict(config))
     out.model = model
     if out.base_epochs is None:
-        out.base_epochs = 20 if digits else 30
+        out.base_epochs = base_epochs
     if out.final_epochs is None:
-        out.final_epochs = 30 if digits else 90
+        out.final_epochs = final_epochs
     return out
 
 

@@ -38,6 +38,8 @@ from optuna_kmtpe._compress.search_space import DEFAULT_WIDTHS
 from optuna_kmtpe._compress.search_space import MixedPrecisionSpace
 from optuna_kmtpe._compress.sensitivity import TraceEstimate
 from optuna_kmtpe._logging import get_logger
+from optuna_kmtpe._search.baselines import BaselineResult
+from optuna_kmtpe._search.baselines import run_baseline
 from optuna_kmtpe._search.choices import apply_choices
 from optuna_kmtpe._search.choices import LayerChoice
 from optuna_kmtpe._search.choices import LayerChoiceLike
@@ -47,6 +49,7 @@ from optuna_kmtpe._search.objective import EvalFn
 from optuna_kmtpe._search.objective import FLOAT_COST_BITS
 from optuna_kmtpe._search.objective import TrainFn
 from optuna_kmtpe._search.objective import TrialObjective
+from optuna_kmtpe._search.selection import rescore_top
 from optuna_kmtpe._search.space import estimate_space
 
 
@@ -75,6 +78,8 @@ class BestConfiguration:
         latency_ms: Latency on the cost model.
         energy_mj: Energy per input on the cost model.
         params: The trial's parameters (``study.enqueue_trial`` takes them).
+        rescored_accuracy: With ``best(study, rescore=k)``: the mean of the trial's score
+            and its re-scores (fresh training seeds); else None.
     """
 
     trial: int
@@ -86,6 +91,7 @@ class BestConfiguration:
     latency_ms: float
     energy_mj: float
     params: dict[str, Any] = field(default_factory=dict)
+    rescored_accuracy: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -403,6 +409,16 @@ class MixedPrecisionSearch:
         """The search space: ``space``, or pruned from the Hessian traces of the model."""
         return self._space
 
+    @property
+    def layer_choices(self) -> dict[str, LayerChoice]:
+        """The validated ``layer_choices``, layer name -> :class:`~optuna_kmtpe.LayerChoice`."""
+        return dict(self._choices)
+
+    @property
+    def bit_choices(self) -> tuple[int, ...]:
+        """The bit-widths ``B`` before pruning."""
+        return self._bit_choices
+
     # --- Running ---------------------------------------------------------------------------
 
     def objective(self, *, budget: int | None = None) -> TrialObjective:
@@ -508,9 +524,19 @@ class MixedPrecisionSearch:
             gc_after_trial=False,
         )
 
-    def best(self, study: optuna.Study) -> BestConfiguration:
+    def best(
+        self, study: optuna.Study, *, rescore: int = 0, rescore_repeats: int = 2
+    ) -> BestConfiguration:
         """The feasible, trained COMPLETE trial with the highest score, then the smallest
         size (then the lowest trial number).
+
+        Args:
+            study: The study :meth:`optimize` ran.
+            rescore: Re-train the ``rescore`` best distinct configurations
+                ``rescore_repeats`` more times with fresh seeds (each like a trial) and
+                choose by the mean score (:mod:`optuna_kmtpe._search.selection`); 0 takes
+                the single best trial as it is.
+            rescore_repeats: Re-scores per configuration.
 
         Raises:
             ValueError: No trial met the limits (the message says how many were tried).
@@ -523,6 +549,11 @@ class MixedPrecisionSearch:
                 f"{study.study_name!r}; relax the limits, run more trials, or pass "
                 "train_infeasible=True to see the accuracy of the others."
             )
+        rescored = None
+        if rescore > 0:
+            ranked = rescore_top(study, self.objective(), top=rescore, repeats=rescore_repeats)
+            chosen = study.get_trials(deepcopy=False)[ranked[0].trial]
+            rescored = ranked[0].mean
         a = chosen.user_attrs
         return BestConfiguration(
             trial=chosen.number,
@@ -534,7 +565,19 @@ class MixedPrecisionSearch:
             latency_ms=float(a["latency_ms"]),
             energy_mj=float(a["energy_mj"]),
             params=dict(chosen.params),
+            rescored_accuracy=rescored,
         )
+
+    def baseline(self, method: str) -> BaselineResult:
+        """The configuration a search-free method picks under the same limits and cost model:
+        ``"uniform"``, ``"ilp"`` (HAWQ-V3's integer program on the Hessian traces) or
+        ``"greedy"`` (see :mod:`optuna_kmtpe._search.baselines`). ``build(result.params)``
+        builds it.
+
+        Raises:
+            ValueError: Unknown method, or no configuration of that kind meets the limits.
+        """
+        return run_baseline(self, method)
 
     def build(self, best: BestConfiguration | FrozenTrial | Mapping[str, Any]) -> nn.Module:
         """The width-scaled, fake-quantised model of a configuration, weights inherited from

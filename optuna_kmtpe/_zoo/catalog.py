@@ -10,6 +10,7 @@ from __future__ import annotations
 #: Dataset name -> default model of ``kmtpe search``.
 DATASETS: dict[str, str] = {
     "digits": "small_cnn",
+    "mnist-5k": "mnist_cnn",
     "cifar10": "resnet20",
     "cifar100": "resnet18_cifar",
 }
@@ -22,4 +23,5 @@ MODEL_NAMES = (
     "resnet18",
     "resnet50",
     "small_cnn",
+    "mnist_cnn",
 )

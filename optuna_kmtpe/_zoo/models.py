@@ -16,6 +16,9 @@ Models (input size in brackets):
   blocks, 28 Conv/Linear layers.
 * ``mobilenetv2``, ``resnet18``, ``resnet50`` (3x224x224): torchvision's definitions.
 * ``small_cnn`` (1x8x8): a 4-layer CNN for scikit-learn's digits, the offline default.
+* ``mnist_cnn`` (1x28x28): a 5-layer CNN for the 5,000 MNIST digits (``mnist-5k``): four
+  3x3 convs (16/32/64/64 channels, 2x2 max-pools after the first two; 144 / 4,608 / 18,432 /
+  36,864 weights) and a linear classifier (640) after global average pooling.
 
 Example:
     >>> net = build_model("resnet20", 10, widths=[0.75] * 20)
@@ -55,6 +58,7 @@ _INPUT_SHAPES = {
     "resnet18": (3, 224, 224),
     "resnet50": (3, 224, 224),
     "small_cnn": (1, 8, 8),
+    "mnist_cnn": (1, 28, 28),
 }
 
 
@@ -267,6 +271,30 @@ class _SmallCNN(nn.Module):
         return self.fc2(F.relu(self.fc1(x.flatten(1))))
 
 
+class _MnistCNN(nn.Module):
+    """Four 3x3 convs (16, 32, 64, 64 channels; max-pool after the 1st and 2nd), global
+    average pooling and a linear classifier, for 28x28 MNIST."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(32)
+        self.conv3 = nn.Conv2d(32, 64, 3, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(64)
+        self.conv4 = nn.Conv2d(64, 64, 3, padding=1, bias=False)
+        self.bn4 = nn.BatchNorm2d(64)
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
+        x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
+        x = F.relu(self.bn3(self.conv3(x)))
+        x = F.relu(self.bn4(self.conv4(x)))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
 def _resnet18_cifar(num_classes: int) -> nn.Module:
     import torchvision
 
@@ -296,4 +324,5 @@ _BUILDERS: dict[str, Callable[[int], nn.Module]] = {
     "resnet18": _torchvision("resnet18"),
     "resnet50": _torchvision("resnet50"),
     "small_cnn": _SmallCNN,
+    "mnist_cnn": _MnistCNN,
 }

@@ -1,0 +1,208 @@
+"""The baselines of a :class:`~optuna_kmtpe.MixedPrecisionSearch`: the allocation an
+engineer would get without a search, under the same limits and cost model.
+
+* ``uniform``: one bit-width (and one width multiplier, where widths are searched) for
+  every searched layer. The undominated feasible ones
+  (:func:`~optuna_kmtpe._compress.allocate.uniform_candidates`, usually 2-4) are each trained
+  like a trial (``epochs`` epochs) and the best on validation is the answer.
+* ``ilp``: HAWQ-V3's integer linear program over the Hessian traces the search already has
+  (:func:`~optuna_kmtpe._compress.allocate.ilp_allocation`), bits only, widths 1.
+* ``greedy``: the same sensitivities, lowered greedily
+  (:func:`~optuna_kmtpe._compress.allocate.greedy_allocation`).
+
+The ILP and the greedy choose from all the search's bit-widths ``B`` (not the Hessian-pruned
+subsets: they do their own sensitivity weighing), except where ``layer_choices`` fixes or
+restricts a layer's bits. They train nothing (``epochs_spent`` 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+import time
+from typing import Any
+from typing import TYPE_CHECKING
+
+from optuna_kmtpe._compress.allocate import Allocation
+from optuna_kmtpe._compress.allocate import greedy_allocation
+from optuna_kmtpe._compress.allocate import ilp_allocation
+from optuna_kmtpe._compress.allocate import perturbations
+from optuna_kmtpe._compress.allocate import sensitivities
+from optuna_kmtpe._compress.allocate import uniform_candidates
+from optuna_kmtpe._logging import get_logger
+
+
+if TYPE_CHECKING:
+    from optuna_kmtpe._search.api import MixedPrecisionSearch
+
+
+__all__ = ["BASELINES", "BaselineResult", "run_baseline"]
+
+BASELINES = ("uniform", "ilp", "greedy")
+_FLOAT_BITS = 16
+_logger = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    """A baseline's configuration (:meth:`MixedPrecisionSearch.baseline`).
+
+    Attributes:
+        method: ``"uniform"``, ``"ilp"`` or ``"greedy"``.
+        bits: Layer -> bit-width (``None``: kept in float), every quantisable layer.
+        widths: Layer -> width multiplier in force.
+        params: The configuration as trial parameters (``search.build(result.params)``
+            builds it; ``study.enqueue_trial`` takes them when its bits are in the space).
+        size_mb, speedup, latency_ms, energy_mj: Its cost on the cost model.
+        omega: Sum of HAWQ's sensitivities of the searched layers (ILP / greedy; else nan).
+        val_accuracy: Validation score after ``epochs`` epochs (uniform only; else None).
+        epochs_spent: Training epochs spent choosing it.
+        seconds: Wall time spent choosing it.
+        candidates: The uniform candidates tried: bits, width, size_mb, val_accuracy.
+    """
+
+    method: str
+    bits: dict[str, int | None]
+    widths: dict[str, float]
+    params: dict[str, Any]
+    size_mb: float
+    speedup: float
+    latency_ms: float
+    energy_mj: float
+    omega: float
+    val_accuracy: float | None
+    epochs_spent: int
+    seconds: float
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+def run_baseline(search: MixedPrecisionSearch, method: str) -> BaselineResult:
+    """The ``method`` baseline of ``search`` (see the module docstring).
+
+    Raises:
+        ValueError: Unknown method, or no configuration of that kind meets the limits.
+    """
+    if method not in BASELINES:
+        raise ValueError(f"Unknown baseline {method!r}; choose from {', '.join(BASELINES)}.")
+    t0 = time.perf_counter()
+    space = search.space
+    fixed = {n: _FLOAT_BITS for n in search.layers if n not in space.layers}
+    if method == "uniform":
+        return _uniform(search, fixed, t0)
+    omega = _omega(search)
+    allocate = ilp_allocation if method == "ilp" else greedy_allocation
+    found = allocate(search.cost_model, search.limits, omega, fixed)
+    return _result(search, found, None, 0, time.perf_counter() - t0)
+
+
+def _omega(search: MixedPrecisionSearch) -> dict[str, dict[int, float]]:
+    space = search.space
+    missing = [n for n in space.layers if n not in space.normalized_traces]
+    if missing:
+        raise ValueError(
+            f"The ILP and greedy baselines need the Hessian traces of every searched layer; "
+            f"the space has none for {missing} (a space built by hand). Build the search "
+            "without `space=` so that it estimates them."
+        )
+    candidates = {n: _candidate_bits(search, n) for n in space.layers}
+    model = search.objective().builder.base
+    pert: dict[str, dict[int, float]] = {}
+    for name, bits in candidates.items():
+        pert.update(perturbations(model, [name], bits))
+    return sensitivities(space.normalized_traces, pert)
+
+
+def _candidate_bits(search: MixedPrecisionSearch, layer: str) -> tuple[int, ...]:
+    """All of ``B``, unless ``layer_choices`` fixes or restricts the layer's bits."""
+    choice = search.layer_choices.get(layer)
+    if choice is not None and choice.bits is not None:
+        return tuple(search.space.bits[layer])
+    return tuple(search.bit_choices)
+
+
+def _uniform(search: MixedPrecisionSearch, fixed: dict[str, int], t0: float) -> BaselineResult:
+    space = search.space
+    free = [n for n in space.layers if len(_candidate_bits(search, n)) > 1]
+    if not free:
+        raise ValueError("Every searched layer has fixed bits; there is nothing to allocate.")
+    shared_widths = sorted(
+        set.intersection(*(set(w) for w in space.widths.values())) if space.widths else {1.0}
+    )
+    options = uniform_candidates(
+        search.cost_model,
+        search.limits,
+        free,
+        sorted(set.intersection(*(set(_candidate_bits(search, n)) for n in free))),
+        shared_widths,
+        list(space.widths),
+        {**fixed, **{n: space.bits[n][0] for n in space.layers if n not in free}},
+    )
+    job = search.objective()
+    scored: list[tuple[float, Allocation]] = []
+    tried = []
+    for option in options:
+        bits = _bits_with_float(search, option)
+        widths = [option.widths[n] for n in search.layers]
+        net = job.builder.build(bits, widths if job.builder.plan is not None else None)
+        job.train_fn(net, epochs=job.epochs, seed=job.seed)
+        score = float(job.eval_fn(net))
+        scored.append((score, option))
+        tried.append(
+            {
+                "bits": sorted({b for b in bits.values() if b is not None}),
+                "width": max((option.widths[n] for n in space.widths), default=1.0),
+                "size_mb": option.report.size_mb,
+                "val_accuracy": score,
+            }
+        )
+        _logger.info(f"uniform candidate {tried[-1]}")
+    best_score, best = max(scored, key=lambda s: s[0])  # first (most bits) on ties
+    return _result(
+        search,
+        best,
+        best_score,
+        job.epochs * len(options),
+        time.perf_counter() - t0,
+        tried,
+    )
+
+
+def _bits_with_float(search: MixedPrecisionSearch, a: Allocation) -> dict[str, int | None]:
+    return {n: (a.bits[n] if n in search.space.layers else None) for n in search.layers}
+
+
+def _result(
+    search: MixedPrecisionSearch,
+    a: Allocation,
+    val: float | None,
+    epochs: int,
+    seconds: float,
+    candidates: list[dict[str, Any]] | None = None,
+) -> BaselineResult:
+    bits = _bits_with_float(search, a)
+    space = search.space
+    params: dict[str, Any] = {f"bits/{n}": a.bits[n] for n in space.layers}
+    params.update({f"width/{n}": a.widths[n] for n in space.widths})
+    job = search.objective()
+    effective = job.effective_widths([a.widths[n] for n in search.layers])
+    r = a.report
+    return BaselineResult(
+        method=a.method,
+        bits=bits,
+        widths=dict(zip(search.layers, effective)),
+        params=params,
+        size_mb=r.size_mb,
+        speedup=r.speedup,
+        latency_ms=r.latency_ms,
+        energy_mj=r.energy_mj,
+        omega=a.omega,
+        val_accuracy=val,
+        epochs_spent=epochs,
+        seconds=seconds,
+        candidates=list(candidates or []),
+    )
