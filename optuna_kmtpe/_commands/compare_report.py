@@ -11,6 +11,7 @@ Reads ``OUT/setting.json`` and ``OUT/runs/*.json`` (one per method and seed) and
   explored configurations of the searches (validation accuracy after the search's epochs)
   and their Pareto front behind; the size limit as a line.
 * ``explored.csv``: those explored configurations (method, seed, size_mb, val_accuracy).
+* ``report.html``: the setting and the tables in words and the plot, in one file.
 
 Example:
     >>> _mean_sd([0.9, 0.92, 0.94])
@@ -38,6 +39,7 @@ _NUMBERS = (
     "speedup",
     "test_accuracy",
     "val_accuracy",
+    "rescored_val_accuracy",
     "final_val_accuracy",
     "search_seconds",
     "search_epochs",
@@ -72,6 +74,7 @@ def write_summary(out: Path) -> dict[str, Any]:
     atomic_write(out / "comparison.md", lambda f: f.write(_markdown(summary)))
     _explored_csv(runs, out / "explored.csv")
     _plot(summary, runs, out / "comparison.png")
+    _html(out)
     return summary
 
 
@@ -128,16 +131,19 @@ def _markdown(summary: dict[str, Any]) -> str:
         f"top {s['rescore']} re-scored {s['rescore_repeats']} times. Every configuration then "
         f"trained {s['final_epochs']} epochs (seed = run seed); cost model {s['cost_model']}.",
         "",
-        "| method | runs | test acc. % | val acc. % (choice) | size MB | speedup | "
-        "search epochs | epochs to chosen | search s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| method | runs | test acc. % | val acc. % after final | val acc. % of the choice | "
+        "re-scored val % | size MB | speedup | search epochs | epochs to chosen | search s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m, e in summary["methods"].items():
         size = f"{e['size_mb']:.5g}" if e["size_mb"] is not None else "n/a"
         speed = f"{e['speedup']:.2f}" if e["speedup"] is not None else "n/a"
         lines.append(
             f"| {m} | {len(e['seeds'])} | {_pct(e['test_accuracy'], e['test_accuracy_sd'])} | "
-            f"{_pct(e['val_accuracy'], e['val_accuracy_sd'])} | {size} | {speed} | "
+            f"{_pct(e['final_val_accuracy'], e['final_val_accuracy_sd'])} | "
+            f"{_pct(e['val_accuracy'], e['val_accuracy_sd'])} | "
+            f"{_pct(e['rescored_val_accuracy'], e['rescored_val_accuracy_sd'])} | "
+            f"{size} | {speed} | "
             f"{_num(e['search_epochs'])} | {_num(e['epochs_to_chosen'])} | "
             f"{_num(e['search_seconds'])} |"
         )
@@ -233,3 +239,34 @@ def _pareto(points: np.ndarray) -> np.ndarray:
             front.append((size, acc))
             best = acc
     return np.array(front)
+
+
+def _html(out: Path) -> None:
+    """``report.html``: comparison.md rendered (paragraphs, tables, lists) and the plot."""
+    import base64
+    from html import escape
+
+    parts, rows = [], []
+    for line in (out / "comparison.md").read_text().splitlines() + [""]:
+        if line.startswith("|"):
+            if not set(line) <= set("|-"):
+                rows.append([escape(c.strip()) for c in line.strip("|").split("|")])
+            continue
+        if rows:
+            head = "".join(f"<th>{c}</th>" for c in rows[0])
+            body = "".join(
+                "<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows[1:]
+            )
+            parts.append(f"<table border='1' cellpadding='4'><tr>{head}</tr>{body}</table>")
+            rows = []
+        if line.startswith("# "):
+            parts.append(f"<h2>{escape(line[2:])}</h2>")
+        elif line.startswith("- "):
+            parts.append(f"<li>{escape(line[2:])}</li>")
+        elif line:
+            parts.append(f"<p>{escape(line)}</p>")
+    png = base64.b64encode((out / "comparison.png").read_bytes()).decode()
+    parts.append(f"<img alt='accuracy against size' src='data:image/png;base64,{png}'>")
+    html = "<html><head><meta charset='utf-8'><title>kmtpe compare</title></head><body>"
+    html += "".join(parts) + "</body></html>"
+    atomic_write(out / "report.html", lambda f: f.write(html))

@@ -3,7 +3,8 @@
 One trained base model, one data split, one set of Hessian traces and one set of limits serve
 every method, and every method's configuration gets the same final training:
 
-1. Data, base model (trained once or ``--checkpoint``; ``OUT/base_model.pt``) and the
+1. Data, base model (``--checkpoint``, else ``OUT/base_model.pt`` when it exists, else
+   trained and saved there) and the
    :class:`~optuna_kmtpe.MixedPrecisionSearch` (traces, pruned space, limits), as in
    ``kmtpe search``. The size limit defaults to the model at ``avg_bits`` bits per weight.
 2. Per method and seed ``s``: a configuration.
@@ -125,6 +126,8 @@ def run_compare(
     device = pick_device(cfg.device)
     data = load_dataset(cfg.dataset, cfg.data_dir, seed=0)
     _logger.info(f"data: {data.summary()}")
+    if search_cfg.checkpoint is None and (out / "base_model.pt").is_file():
+        search_cfg.checkpoint = str(out / "base_model.pt")  # every process, one base model
     base = _base_model(search_cfg, data, out, device)
     limits = _limits(cfg, str(search_cfg.model), data.num_classes)
     search = MixedPrecisionSearch(

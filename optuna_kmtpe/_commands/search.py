@@ -131,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     from optuna_kmtpe._commands.search_run import run_search
     from optuna_kmtpe._commands.search_run import SearchConfig
     from optuna_kmtpe._commands.search_run import SearchError
+    from optuna_kmtpe._commands.search_run import summary_text
     from optuna_kmtpe._search.checkpoint import CheckpointError
     from optuna_kmtpe._zoo.data import DataError
 
@@ -190,47 +191,9 @@ def run(args: argparse.Namespace) -> int:
     elif not config.final:
         print(f"kmtpe search: {result.message}")
     else:
-        print(_summary(result))
+        print(summary_text(result))
     if config.final and not result.feasible:
         if args.json:
             print(f"kmtpe search: {result.message}", file=sys.stderr)
         return 3
     return 0
-
-
-def _summary(r: Any) -> str:
-    lines = [
-        f"kmtpe search: {r.model} on {r.dataset_label}",
-        f"  study       {r.study_name} in {r.storage}",
-    ]
-    lines.append(
-        f"  trials      {r.n_trials} ({r.n_complete} complete, {r.n_failed} failed), "
-        f"sampler {r.sampler}, objective {r.objective}"
-    )
-    limits = ", ".join(f"{k} <= {v:.6g}" for k, v in r.limits.items()) or "none"
-    lines.append(f"  limits      {limits}")
-    base = f"{r.base_test_accuracy:.4f}" if r.base_test_accuracy is not None else "n/a"
-    lines.append(f"  float model test accuracy {base}, size {r.baseline_size_mb:.4g} MB at FiP16")
-    if not r.feasible:
-        lines.append(f"  NO CONFIGURATION MET THE LIMITS. {r.message}")
-    else:
-        acc = (
-            f"test {r.test_accuracy:.4f} after {r.final_epochs} epochs (val {r.val_accuracy:.4f})"
-            if r.test_accuracy is not None
-            else f"val {r.val_accuracy:.4f} (no final training)"
-        )
-        lines += [
-            f"  chosen      trial {r.trial}",
-            f"  bits        {r.bits}",
-            f"  widths      {r.widths}",
-            f"  accuracy    {acc}",
-            f"  size        {r.size_mb:.4g} MB ({r.baseline_size_mb / r.size_mb:.1f}x smaller "
-            "than FiP16)",
-            f"  speedup     {r.speedup:.2f}x vs FiP16, latency {r.latency_ms:.4g} ms"
-            f" ({r.cost_model}-bound cost model, --cost-model)",
-        ]
-        if r.message:
-            lines.append(f"  note        {r.message}")
-    lines.append(f"  files       {r.out}/ ({', '.join(sorted(r.files))})")
-    lines.append(f"  time        {r.seconds:.1f} s")
-    return "\n".join(lines)

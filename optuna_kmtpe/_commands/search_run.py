@@ -58,6 +58,7 @@ from optuna_kmtpe._search.checkpoint import save_checkpoint
 from optuna_kmtpe._search.report import TrialLog
 from optuna_kmtpe._search.results import trials_table
 from optuna_kmtpe._search.results import write_plots
+from optuna_kmtpe._search.results import write_report
 from optuna_kmtpe._search.results import write_table
 from optuna_kmtpe._search.study import ATTR
 from optuna_kmtpe._search.study import check_study_name
@@ -78,7 +79,15 @@ from optuna_kmtpe._zoo.models import build_model
 from optuna_kmtpe._zoo.models import input_shape as zoo_input_shape
 
 
-__all__ = ["OBJECTIVES", "SAMPLERS", "SearchConfig", "SearchError", "SearchResult", "run_search"]
+__all__ = [
+    "OBJECTIVES",
+    "SAMPLERS",
+    "SearchConfig",
+    "SearchError",
+    "SearchResult",
+    "run_search",
+    "summary_text",
+]
 
 SAMPLERS = tuple(SAMPLER_FACTORIES)
 _logger = get_logger(__name__)
@@ -436,6 +445,15 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
     else:
         _finish(res, best, search, data, cfg, device)
     res.seconds = time.perf_counter() - started
+    write_report(
+        study,
+        table,
+        out / "report.html",
+        chosen=None if best is None else best.trial,
+        title=f"{res.model} on {res.dataset_label}, sampler {res.sampler}",
+        size_limit_mb=limits.size_mb,
+        summary=summary_text(res).splitlines()[1:],
+    )
     res.files["result"] = str(out / "result.json")
     atomic_write(out / "result.json", lambda f: json.dump(res.to_dict(), f, indent=2))
     return res
@@ -680,3 +698,42 @@ def _finish(
     meta = {**_checkpoint_meta(cfg, data), "bits": res.bits, "widths": res.widths}
     save_checkpoint(net, out / "final_model.pt", meta=meta)
     res.files["final_model"] = str(out / "final_model.pt")
+
+
+def summary_text(r: SearchResult) -> str:
+    """The result in words, as ``kmtpe search`` prints it and ``report.html`` shows it."""
+    lines = [
+        f"kmtpe search: {r.model} on {r.dataset_label}",
+        f"  study       {r.study_name} in {r.storage}",
+    ]
+    lines.append(
+        f"  trials      {r.n_trials} ({r.n_complete} complete, {r.n_failed} failed), "
+        f"sampler {r.sampler}, objective {r.objective}"
+    )
+    limits = ", ".join(f"{k} <= {v:.6g}" for k, v in r.limits.items()) or "none"
+    lines.append(f"  limits      {limits}")
+    base = f"{r.base_test_accuracy:.4f}" if r.base_test_accuracy is not None else "n/a"
+    lines.append(f"  float model test accuracy {base}, size {r.baseline_size_mb:.4g} MB at FiP16")
+    if not r.feasible or r.size_mb is None:
+        lines.append(f"  NO CONFIGURATION MET THE LIMITS. {r.message}")
+    else:
+        acc = (
+            f"test {r.test_accuracy:.4f} after {r.final_epochs} epochs (val {r.val_accuracy:.4f})"
+            if r.test_accuracy is not None
+            else f"val {r.val_accuracy:.4f} (no final training)"
+        )
+        lines += [
+            f"  chosen      trial {r.trial}",
+            f"  bits        {r.bits}",
+            f"  widths      {r.widths}",
+            f"  accuracy    {acc}",
+            f"  size        {r.size_mb:.4g} MB ({r.baseline_size_mb / r.size_mb:.1f}x smaller "
+            "than FiP16)",
+            f"  speedup     {r.speedup:.2f}x vs FiP16, latency {r.latency_ms:.4g} ms"
+            f" ({r.cost_model}-bound cost model, --cost-model)",
+        ]
+        if r.message:
+            lines.append(f"  note        {r.message}")
+    lines.append(f"  files       {r.out}/ ({', '.join(sorted(r.files))})")
+    lines.append(f"  time        {r.seconds:.1f} s")
+    return "\n".join(lines)

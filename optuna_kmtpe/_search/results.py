@@ -7,13 +7,16 @@
 * :func:`write_plots`: ``history.png`` (Optuna's optimisation history; the Pareto front for
   multi-objective studies), ``accuracy_vs_size.png`` (every explored configuration, the chosen
   one marked, as the paper's Fig. 4) and ``report.html`` (the same two figures with plotly,
-  self-contained).
+  self-contained; the history shows the feasible trials only, saying how many others there
+  are). :func:`write_report` rewrites ``report.html`` with the result in words on top.
 
 Every file is written atomically (temporary file + ``os.replace``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from html import escape
 from pathlib import Path
 from typing import Any
 from typing import TYPE_CHECKING
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-__all__ = ["trials_table", "write_table", "write_plots"]
+__all__ = ["trials_table", "write_table", "write_plots", "write_report"]
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
@@ -205,6 +208,42 @@ def _save_png(fig: Any, path: Path) -> Path:
     return path
 
 
+def write_report(
+    study: optuna.Study,
+    table: pd.DataFrame,
+    path: str | Path,
+    *,
+    chosen: int | None,
+    title: str,
+    size_limit_mb: float | None = None,
+    summary: Sequence[str] = (),
+) -> Path:
+    """Write ``report.html``: ``summary`` (lines in words) above the optimisation history of
+    the feasible trials (penalised ones would flatten its axis; their number is given) and
+    accuracy against size (plotly, self-contained)."""
+    done = table[table["state"] == "COMPLETE"]
+    return _write_html(study, done, Path(path), chosen, title, size_limit_mb, summary)
+
+
+def _feasible_history(done: pd.DataFrame, title: str) -> Any:
+    """Validation accuracy of the feasible trained trials by trial number, best so far."""
+    import plotly.graph_objects as go
+
+    ok = done[done["feasible"].astype(bool) & done["trained"].astype(bool)]
+    fig = go.Figure()
+    acc = 100 * ok["accuracy"].astype(float)
+    fig.add_trace(go.Scatter(x=ok["trial"], y=acc, mode="markers", name="feasible trial"))
+    fig.add_trace(go.Scatter(x=ok["trial"], y=acc.cummax(), mode="lines", name="best so far"))
+    hidden = len(done) - len(ok)
+    note = f" ({hidden} trials over a limit not shown)" if hidden else ""
+    fig.update_layout(
+        title=f"Optimisation history: {title}{note}",
+        xaxis_title="trial",
+        yaxis_title="validation accuracy (%)",
+    )
+    return fig
+
+
 def _write_html(
     study: optuna.Study,
     done: pd.DataFrame,
@@ -212,17 +251,18 @@ def _write_html(
     chosen: int | None,
     title: str,
     size_limit_mb: float | None,
+    summary: Sequence[str] = (),
 ) -> Path:
     import optuna
     import plotly.graph_objects as go
 
     if len(study.directions) == 1:
-        history = optuna.visualization.plot_optimization_history(study)
+        history = _feasible_history(done, title)
     else:
         history = optuna.visualization.plot_pareto_front(
             study, target_names=["accuracy", *_extra_names(study)]
         )
-    history.update_layout(title=f"Optimisation history: {title}")
+        history.update_layout(title=f"Pareto front: {title}")
     scatter = go.Figure()
     done = done[done["trained"].astype(bool)]  # untrained (over a limit) have no accuracy
     if len(done):
@@ -263,8 +303,10 @@ def _write_html(
         xaxis_title="model size (MB)",
         yaxis_title="validation accuracy (%)",
     )
+    words = "".join(f"<li>{escape(line)}</li>" for line in summary)
     html = (
         "<html><head><meta charset='utf-8'><title>kmtpe search</title></head><body>"
+        + (f"<h2>{escape(title)}</h2><ul>{words}</ul>" if summary else "")
         + history.to_html(full_html=False, include_plotlyjs=True)
         + scatter.to_html(full_html=False, include_plotlyjs=False)
         + "</body></html>"
