@@ -94,14 +94,22 @@ class BestConfiguration:
 
 @dataclass
 class _LoaderTrainer:
-    """``train_fn`` from a training loader (see :mod:`optuna_kmtpe._compress.loops`)."""
+    """``train_fn`` from a training loader (see :mod:`optuna_kmtpe._compress.loops`), with
+    the per-epoch hook."""
 
     loader: Iterable[Any]
     lr: float
     loss_fn: LossFn
     optimizer: OptimizerFactory | None
 
-    def __call__(self, model: nn.Module, *, epochs: int, seed: int) -> None:
+    def __call__(
+        self,
+        model: nn.Module,
+        *,
+        epochs: int,
+        seed: int,
+        on_epoch: Callable[[int, float], None] | None = None,
+    ) -> None:
         train_on_batches(
             model,
             self.loader,
@@ -110,6 +118,7 @@ class _LoaderTrainer:
             loss_fn=self.loss_fn,
             optimizer=self.optimizer,
             seed=seed,
+            on_epoch=on_epoch,
         )
 
 
