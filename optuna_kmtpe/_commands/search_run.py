@@ -55,6 +55,8 @@ from optuna_kmtpe._search.api import MixedPrecisionSearch
 from optuna_kmtpe._search.checkpoint import atomic_write
 from optuna_kmtpe._search.checkpoint import load_checkpoint
 from optuna_kmtpe._search.checkpoint import save_checkpoint
+from optuna_kmtpe._search.pruning import make_pruner
+from optuna_kmtpe._search.pruning import PRUNERS
 from optuna_kmtpe._search.report import TrialLog
 from optuna_kmtpe._search.results import trials_table
 from optuna_kmtpe._search.results import write_plots
@@ -112,6 +114,10 @@ class SearchConfig:
     and re-queues every RUNNING trial on resume (no other process may be running one).
     Worker ``i`` seeds its sampler with ``seed + i`` plus the number of trials already in
     the study.
+
+    ``pruner`` names the pruner of the trials (:mod:`optuna_kmtpe._search.pruning`); Optuna
+    does not store pruners, so a resumed study prunes with the one given now. The pareto
+    objective cannot prune.
     """
 
     dataset: str = "digits"
@@ -154,6 +160,7 @@ class SearchConfig:
     # "memory": DRAM-bound latency at 19.2 GB/s (the default); "compute": the DSP array alone,
     # the reading the paper's speedups follow.
     cost_model: str = "memory"
+    pruner: str = "none"
 
     def resolved_model(self) -> str:
         return self.model or DATASETS.get(self.dataset, "small_cnn")
@@ -185,6 +192,8 @@ class SearchResult:
     storage: str
     study_name: str
     out: str
+    pruner: str = "none"
+    n_pruned: int = 0
     bits: list[int] | None = None
     widths: list[float] | None = None
     accuracy: float | None = None
@@ -207,14 +216,22 @@ class SearchResult:
 
 @dataclass
 class _ZooTrainer:
-    """``train_fn`` of the built-in datasets: :func:`optuna_kmtpe._zoo.train.train`."""
+    """``train_fn`` of the built-in datasets: :func:`optuna_kmtpe._zoo.train.train`, with
+    the per-epoch hook."""
 
     data: DataSplits
     lr: float
     batch_size: int
     device: torch.device
 
-    def __call__(self, model: nn.Module, *, epochs: int, seed: int) -> None:
+    def __call__(
+        self,
+        model: nn.Module,
+        *,
+        epochs: int,
+        seed: int,
+        on_epoch: Callable[[int, float], None] | None = None,
+    ) -> None:
         _train.train(
             model,
             self.data,
@@ -223,6 +240,7 @@ class _ZooTrainer:
             batch_size=self.batch_size,
             seed=seed,
             device=self.device,
+            on_epoch=on_epoch,
         )
 
 
@@ -294,7 +312,12 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
         base_test = _train.evaluate(base, data, "test", device=device)
         _logger.info(f"base model (float): val accuracy {base_val:.4f}, test {base_test:.4f}")
 
-    study = optuna.load_study(study_name=study_name, storage=storage) if cfg.resume else None
+    pruner = make_pruner(cfg.pruner, cfg.epochs)
+    study = (
+        optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
+        if cfg.resume
+        else None
+    )
     space = None
     if study is not None:
         _check_resume(study.user_attrs, cfg, model_name)
@@ -351,6 +374,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
                 "space": space.to_json(),
                 "pareto_metrics": pareto_metrics,
             },
+            pruner=pruner,
         )
     elif study.user_attrs.get(ATTR + "limits") != limit_dict:
         raise SearchError(
@@ -366,7 +390,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
     _logger.info(
         f"study {study_name!r} in {storage_url}: {counted(study)} trials done, {slots} to go"
         + (f" ({n_retry} interrupted trial(s) re-queued)" if n_retry else "")
-        + f"; sampler {cfg.sampler}, objective {cfg.objective}"
+        + f"; sampler {cfg.sampler}, objective {cfg.objective}, pruner {cfg.pruner}"
     )
     note_running_without_heartbeat(study, storage)
     job = WorkerJob(
@@ -377,6 +401,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
         seed=cfg.seed,
         startup=cfg.startup,
         target=cfg.trials,
+        pruner=cfg.pruner,
         threads=cfg.threads or 1,
         callbacks=[TrialLog(out, progress and cfg.workers == 1)],
     )
@@ -414,6 +439,8 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
         storage=storage_url,
         study_name=study_name,
         out=str(out),
+        pruner=cfg.pruner,
+        n_pruned=sum(t.state.name == "PRUNED" for t in study.trials),
     )
     if not cfg.final:
         res.message = (
@@ -455,6 +482,13 @@ def _resolve(config: SearchConfig) -> SearchConfig:
         raise SearchError(f"Unknown sampler {config.sampler!r}; choose from {SAMPLERS}.")
     if config.objective not in OBJECTIVES:
         raise SearchError(f"Unknown objective {config.objective!r}; choose from {OBJECTIVES}.")
+    if config.pruner not in PRUNERS:
+        raise SearchError(f"Unknown pruner {config.pruner!r}; choose from {PRUNERS}.")
+    if config.pruner != "none" and config.objective == "pareto":
+        raise SearchError(
+            f"--pruner {config.pruner} cannot be used with --objective pareto: Optuna prunes "
+            "single-objective studies only. Use --pruner none, or another --objective."
+        )
     for name in (
         "trials",
         "epochs",
