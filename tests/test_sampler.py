@@ -193,6 +193,27 @@ def test_pruned_and_failed_trials() -> None:
     assert optuna.trial.TrialState.PRUNED in states and optuna.trial.TrialState.FAIL in states
 
 
+@pytest.mark.parametrize("split", ["dead-zone", "paper"])
+def test_a_pruned_trial_is_bad_and_ends_the_startup_like_a_complete_one(split: str) -> None:
+    sampler = KMeansTPESampler(n_startup_trials=7, seed=0, split=split)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    for i, value in enumerate([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]):
+        study.enqueue_trial({"x": float(i)})
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 10.0)
+        study.tell(trial, value)
+    assert sampler._in_startup(study)
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 10.0)
+    trial.report(0.99, step=1)  # better than every complete trial ...
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    assert study.trials[-1].value == 0.99
+    assert not sampler._in_startup(study)  # ... counts for the startup ...
+    split_ = sampler._split(study, sampler._history(study, study.ask()))
+    assert 6 in [t.number for t in split_.above]  # ... and goes to g(x), never to l(x)
+    assert [t.number for t in split_.below] == [5]
+
+
 def test_multi_objective_study() -> None:
     def objective(trial: Trial) -> tuple[float, float]:
         x = trial.suggest_float("x", 0.0, 1.0)

@@ -56,6 +56,7 @@ from optuna_kmtpe._sampler_registry import SAMPLERS
 from optuna_kmtpe._search.api import MixedPrecisionSearch
 from optuna_kmtpe._search.baselines import BASELINES
 from optuna_kmtpe._search.checkpoint import atomic_write
+from optuna_kmtpe._search.objective import EPOCHS_TRAINED
 from optuna_kmtpe._search.pruning import make_pruner
 from optuna_kmtpe._search.pruning import PRUNERS
 from optuna_kmtpe._search.selection import candidates
@@ -292,7 +293,7 @@ def _search_record(
     best = search.best(study, rescore=cfg.rescore, rescore_repeats=cfg.rescore_repeats)
     seconds = time.perf_counter() - t0
     rescored = min(cfg.rescore, len(candidates(study)))
-    epochs = [_epochs_trained(t, cfg.epochs) for t in study.trials]
+    epochs = [int(t.user_attrs.get(EPOCHS_TRAINED, 0)) for t in study.trials]
     rescore_epochs = rescored * cfg.rescore_repeats * cfg.epochs
     return {
         "bits": list(best.bits.values()),
@@ -317,11 +318,3 @@ def _search_record(
             and t.user_attrs.get("trained")
         ],
     }
-
-
-def _epochs_trained(trial: optuna.trial.FrozenTrial, epochs: int) -> int:
-    a = trial.user_attrs
-    if "epochs_trained" in a:
-        return int(a["epochs_trained"])
-    trained = a.get("trained", False) and "reused_from_trial" not in a
-    return epochs if trained else 0

@@ -19,6 +19,7 @@ from typing import Any
 
 from optuna_kmtpe._compress.limits import OBJECTIVES
 from optuna_kmtpe._sampler_registry import SAMPLERS as _SAMPLER_FACTORIES
+from optuna_kmtpe._search.pruning import PRUNERS
 
 
 SAMPLERS = tuple(_SAMPLER_FACTORIES)
@@ -82,6 +83,14 @@ def register(subparsers: Any) -> None:
         default=True,
         help="a trial that repeats an earlier configuration reuses its result instead of "
         "training again (default; it still counts as one of --trials)",
+    )
+    g.add_argument(
+        "--pruner",
+        choices=PRUNERS,
+        default="none",
+        help="stop unpromising candidates early: none (default; every candidate trains all "
+        "--epochs), median, successive-halving or hyperband score each candidate after every "
+        "epoch; a pruned trial counts as one of --trials. Not with --objective pareto",
     )
     g.add_argument(
         "--cost-model",
@@ -173,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
         progress=args.progress,
         reuse_repeats=args.reuse_repeats,
         cost_model=args.cost_model,
+        pruner=args.pruner,
     )
     try:
         result = run_search(config)

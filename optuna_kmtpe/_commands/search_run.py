@@ -55,6 +55,8 @@ from optuna_kmtpe._search.api import MixedPrecisionSearch
 from optuna_kmtpe._search.checkpoint import atomic_write
 from optuna_kmtpe._search.checkpoint import load_checkpoint
 from optuna_kmtpe._search.checkpoint import save_checkpoint
+from optuna_kmtpe._search.pruning import make_pruner
+from optuna_kmtpe._search.pruning import PRUNERS
 from optuna_kmtpe._search.report import TrialLog
 from optuna_kmtpe._search.results import trials_table
 from optuna_kmtpe._search.results import write_plots
@@ -122,6 +124,10 @@ class SearchConfig:
     and re-queues every RUNNING trial on resume (no other process may be running one).
     Worker ``i`` seeds its sampler with ``seed + i`` plus the number of trials already in
     the study.
+
+    ``pruner`` names the pruner of the trials (:mod:`optuna_kmtpe._search.pruning`); Optuna
+    does not store pruners, so a resumed study prunes with the one given now. The pareto
+    objective cannot prune.
     """
 
     dataset: str = "digits"
@@ -164,6 +170,7 @@ class SearchConfig:
     # "memory": DRAM-bound latency at 19.2 GB/s (the default); "compute": the DSP array alone,
     # the reading the paper's speedups follow.
     cost_model: str = "memory"
+    pruner: str = "none"
 
     def resolved_model(self) -> str:
         return self.model or DATASETS.get(self.dataset, "small_cnn")
@@ -195,6 +202,8 @@ class SearchResult:
     storage: str
     study_name: str
     out: str
+    pruner: str = "none"
+    n_pruned: int = 0
     bits: list[int] | None = None
     widths: list[float] | None = None
     accuracy: float | None = None
@@ -217,14 +226,22 @@ class SearchResult:
 
 @dataclass
 class _ZooTrainer:
-    """``train_fn`` of the built-in datasets: :func:`optuna_kmtpe._zoo.train.train`."""
+    """``train_fn`` of the built-in datasets: :func:`optuna_kmtpe._zoo.train.train`, with
+    the per-epoch hook."""
 
     data: DataSplits
     lr: float
     batch_size: int
     device: torch.device
 
-    def __call__(self, model: nn.Module, *, epochs: int, seed: int) -> None:
+    def __call__(
+        self,
+        model: nn.Module,
+        *,
+        epochs: int,
+        seed: int,
+        on_epoch: Callable[[int, float], None] | None = None,
+    ) -> None:
         _train.train(
             model,
             self.data,
@@ -233,6 +250,7 @@ class _ZooTrainer:
             batch_size=self.batch_size,
             seed=seed,
             device=self.device,
+            on_epoch=on_epoch,
         )
 
 
@@ -304,7 +322,12 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
         base_test = _train.evaluate(base, data, "test", device=device)
         _logger.info(f"base model (float): val accuracy {base_val:.4f}, test {base_test:.4f}")
 
-    study = optuna.load_study(study_name=study_name, storage=storage) if cfg.resume else None
+    pruner = make_pruner(cfg.pruner, cfg.epochs)
+    study = (
+        optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
+        if cfg.resume
+        else None
+    )
     space = None
     if study is not None:
         _check_resume(study.user_attrs, cfg, model_name)
@@ -361,6 +384,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
                 "space": space.to_json(),
                 "pareto_metrics": pareto_metrics,
             },
+            pruner=pruner,
         )
     elif study.user_attrs.get(ATTR + "limits") != limit_dict:
         raise SearchError(
@@ -376,7 +400,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
     _logger.info(
         f"study {study_name!r} in {storage_url}: {counted(study)} trials done, {slots} to go"
         + (f" ({n_retry} interrupted trial(s) re-queued)" if n_retry else "")
-        + f"; sampler {cfg.sampler}, objective {cfg.objective}"
+        + f"; sampler {cfg.sampler}, objective {cfg.objective}, pruner {cfg.pruner}"
     )
     note_running_without_heartbeat(study, storage)
     job = WorkerJob(
@@ -387,6 +411,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
         seed=cfg.seed,
         startup=cfg.startup,
         target=cfg.trials,
+        pruner=cfg.pruner,
         threads=cfg.threads or 1,
         callbacks=[TrialLog(out, progress and cfg.workers == 1)],
     )
@@ -424,6 +449,8 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
         storage=storage_url,
         study_name=study_name,
         out=str(out),
+        pruner=cfg.pruner,
+        n_pruned=sum(t.state.name == "PRUNED" for t in study.trials),
     )
     if not cfg.final:
         res.message = (
@@ -478,6 +505,13 @@ def _resolve(config: SearchConfig) -> SearchConfig:
         raise SearchError(f"Unknown sampler {config.sampler!r}; choose from {SAMPLERS}.")
     if config.objective not in OBJECTIVES:
         raise SearchError(f"Unknown objective {config.objective!r}; choose from {OBJECTIVES}.")
+    if config.pruner not in PRUNERS:
+        raise SearchError(f"Unknown pruner {config.pruner!r}; choose from {PRUNERS}.")
+    if config.pruner != "none" and config.objective == "pareto":
+        raise SearchError(
+            f"--pruner {config.pruner} cannot be used with --objective pareto: Optuna prunes "
+            "single-objective studies only. Use --pruner none, or another --objective."
+        )
     for name in (
         "trials",
         "epochs",
@@ -706,9 +740,11 @@ def summary_text(r: SearchResult) -> str:
         f"kmtpe search: {r.model} on {r.dataset_label}",
         f"  study       {r.study_name} in {r.storage}",
     ]
+    pruned = f"{r.n_pruned} pruned, " if r.pruner != "none" else ""
     lines.append(
-        f"  trials      {r.n_trials} ({r.n_complete} complete, {r.n_failed} failed), "
+        f"  trials      {r.n_trials} ({r.n_complete} complete, {pruned}{r.n_failed} failed), "
         f"sampler {r.sampler}, objective {r.objective}"
+        + (f", pruner {r.pruner}" if r.pruner != "none" else "")
     )
     limits = ", ".join(f"{k} <= {v:.6g}" for k, v in r.limits.items()) or "none"
     lines.append(f"  limits      {limits}")

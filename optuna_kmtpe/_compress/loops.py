@@ -102,8 +102,12 @@ def train_on_batches(
     loss_fn: LossFn = F.cross_entropy,
     optimizer: OptimizerFactory | None = None,
     seed: int = 0,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> None:
     """Train ``model`` in place for ``epochs`` passes over ``batches`` (re-iterated per epoch).
+
+    ``on_epoch(epoch, mean_loss)`` is called after each epoch (``epoch`` from 1, the mean of
+    its batch losses); an exception it raises stops the training and propagates.
 
     Raises:
         DivergenceError: The loss became NaN or infinite; names the epoch and step.
@@ -126,6 +130,7 @@ def train_on_batches(
     model.train()
     step = 0
     for epoch in range(epochs):
+        losses: list[torch.Tensor] = []
         for x, y in batches:
             loss = loss_fn(model(to_device(x, device)), to_device(y, device))
             if not torch.isfinite(loss):
@@ -139,6 +144,10 @@ def train_on_batches(
             if scheduler is not None and total_steps is not None and step < total_steps - 1:
                 scheduler.step()
             step += 1
+            if on_epoch is not None:
+                losses.append(loss.detach())
+        if on_epoch is not None:
+            on_epoch(epoch + 1, float(torch.stack(losses).mean()) if losses else math.nan)
 
 
 @torch.no_grad()

@@ -100,14 +100,22 @@ class BestConfiguration:
 
 @dataclass
 class _LoaderTrainer:
-    """``train_fn`` from a training loader (see :mod:`optuna_kmtpe._compress.loops`)."""
+    """``train_fn`` from a training loader (see :mod:`optuna_kmtpe._compress.loops`), with
+    the per-epoch hook."""
 
     loader: Iterable[Any]
     lr: float
     loss_fn: LossFn
     optimizer: OptimizerFactory | None
 
-    def __call__(self, model: nn.Module, *, epochs: int, seed: int) -> None:
+    def __call__(
+        self,
+        model: nn.Module,
+        *,
+        epochs: int,
+        seed: int,
+        on_epoch: Callable[[int, float], None] | None = None,
+    ) -> None:
         train_on_batches(
             model,
             self.loader,
@@ -116,6 +124,7 @@ class _LoaderTrainer:
             loss_fn=self.loss_fn,
             optimizer=self.optimizer,
             seed=seed,
+            on_epoch=on_epoch,
         )
 
 
@@ -226,7 +235,9 @@ class MixedPrecisionSearch:
         device: Where to train (default: where the model is).
         seed: Seeds the traces, the weight inheritance and each trial's training
             (``seed + trial.number``).
-        train_fn: ``train_fn(model, epochs=..., seed=...)`` replaces the training loop.
+        train_fn: ``train_fn(model, epochs=..., seed=...)`` replaces the training loop;
+            with an ``on_epoch`` parameter its trials can be pruned
+            (:data:`~optuna_kmtpe._search.objective.TrainFn`).
         eval_fn: ``eval_fn(model) -> float`` replaces the validation loop.
         progress: Show a progress bar while the traces are estimated.
         hardware: Keyword arguments of :class:`~optuna_kmtpe.DSPPackingModel` (array
@@ -498,7 +509,10 @@ class MixedPrecisionSearch:
         A diverged candidate becomes a FAILED trial (user attribute ``fail_reason``) and the
         study goes on. A trial whose bits and widths equal those of an earlier COMPLETE
         trial is not trained: it copies that trial's values and measurements and records
-        ``reused_from_trial`` (it still counts as one of ``n_trials``).
+        ``reused_from_trial`` (it still counts as one of ``n_trials``). The study's pruner
+        may prune a trial after any epoch but its last (Optuna's default ``MedianPruner``
+        included; pass ``NopPruner`` to train every candidate in full); a pruned trial
+        counts as one of ``n_trials`` too.
 
         Args:
             study: A study whose directions fit ``objective`` (``"maximize"``, or

@@ -7,7 +7,16 @@ One trial: suggest bits and widths from the space, cost them on the
 :class:`~optuna_kmtpe.DSPPackingModel`, and, when the limits are met (or ``train_infeasible``),
 build the candidate (width-scaled copy of the trained model, weights inherited, fake-quantised),
 train it ``epochs`` epochs and score it. Every measurement goes into the trial's user
-attributes; the study is the record.
+attributes (``epochs_trained``: the epochs it trained, 0 for a trial that did not train, a
+reused one included); the study is the record.
+
+Pruning: when the study's pruner can prune (not a :class:`~optuna.pruners.NopPruner`, one
+objective) and ``train_fn`` takes the per-epoch hook (:data:`TrainFn`), the candidate is
+scored after every epoch but its last, the objective value is reported
+(``trial.report(value, epoch)``) and the trial stops with :class:`optuna.TrialPruned` when
+``trial.should_prune()``; its last epoch's value is reported at step ``epochs``. A pruned
+trial records ``accuracy`` (its last score), ``trained`` and ``pruned_at_epoch``. Otherwise
+the candidate is scored once, after training, exactly as without a pruner.
 
 A configuration is never trained twice: a trial whose bits and widths equal those of an
 earlier COMPLETE trial copies its objective values, ``accuracy`` and ``trained`` and records
@@ -23,13 +32,17 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 import copy
 from dataclasses import dataclass
+import inspect
 import time
 from typing import Any
 from typing import TYPE_CHECKING
 
 import numpy as np
+from optuna import TrialPruned
+from optuna.pruners import NopPruner
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
+import torch
 from torch import nn
 
 from optuna_kmtpe._budget import claim
@@ -48,6 +61,7 @@ from optuna_kmtpe._logging import get_logger
 if TYPE_CHECKING:
     import optuna
 
+    from optuna_kmtpe._compress.cost import CostReport
     from optuna_kmtpe._compress.cost import DSPPackingModel
     from optuna_kmtpe._compress.limits import HardwareLimits
     from optuna_kmtpe._compress.search_space import MixedPrecisionSpace
@@ -58,7 +72,11 @@ __all__ = ["CandidateBuilder", "TrialObjective", "TrainFn", "EvalFn"]
 
 _logger = get_logger(__name__)
 
-#: ``train_fn(model, epochs=..., seed=...)`` trains ``model`` in place.
+#: ``train_fn(model, epochs=..., seed=...)`` trains ``model`` in place. One with an
+#: ``on_epoch`` parameter is also passed ``on_epoch=hook`` and must call ``hook(epoch)`` after
+#: each epoch (1-based; more positional arguments, such as the epoch's mean loss, are
+#: ignored) and let what the hook raises (:class:`optuna.TrialPruned`) propagate. Without the
+#: parameter a trial is scored only after training and never pruned.
 TrainFn = Callable[..., None]
 #: ``eval_fn(model) -> float``: the validation score (higher is better).
 EvalFn = Callable[[nn.Module], float]
@@ -68,6 +86,10 @@ REUSE_WAIT_S = 3600.0
 _POLL_S = 0.5
 #: User attribute of a trial that reused an earlier trial's result instead of training.
 REUSED_FROM = "reused_from_trial"
+#: User attribute: the epochs a trial trained (``epochs``, fewer when pruned, 0 untrained).
+EPOCHS_TRAINED = "epochs_trained"
+#: User attribute of a pruned trial: the epoch after which it stopped.
+PRUNED_AT_EPOCH = "pruned_at_epoch"
 
 #: Bits the cost model charges for a layer kept in float (the FiP16 reference).
 FLOAT_COST_BITS = 16
@@ -192,22 +214,96 @@ class TrialObjective:
         accuracy = 0.0
         trained = feasible or self.train_infeasible
         if trained:
-            t0 = time.perf_counter()
-            net = self.builder.build(bits, widths)
-            try:
-                self.train_fn(net, epochs=self.epochs, seed=self.seed + trial.number)
-                accuracy = float(self.eval_fn(net))
-            except DivergenceError as e:
-                trial.set_user_attr(FAIL_REASON, f"diverged: {e}")
-                raise
-            trial.set_user_attr("train_seconds", time.perf_counter() - t0)
+            accuracy = self._train(trial, self.builder.build(bits, widths), report)
         trial.set_user_attr("trained", trained)
         trial.set_user_attr("accuracy", accuracy)
+        trial.set_user_attr(EPOCHS_TRAINED, self.epochs if trained else 0)
         if self.objective == "pareto":
             return pareto_values(accuracy, report, list(self.pareto_metrics))
+        return self._scalar_value(accuracy, report)
+
+    def _scalar_value(self, accuracy: float, report: CostReport) -> float:
+        """The single objective's value of a score (``lagrangian`` or ``constraints``)."""
         if self.objective == "lagrangian":
             return lagrangian(accuracy, report, self.limits)
         return accuracy
+
+    def _train(self, trial: optuna.Trial, net: nn.Module, report: CostReport) -> float:
+        """Train and score ``net``; per-epoch reports and pruning as the module says."""
+        study = trial.study
+        hook = _EpochHook(
+            trial,
+            net,
+            self,
+            report,
+            prune=len(study.directions) == 1 and not isinstance(study.pruner, NopPruner),
+        )
+        t0 = time.perf_counter()
+        try:
+            if _takes_on_epoch(self.train_fn):
+                self.train_fn(
+                    net, epochs=self.epochs, seed=self.seed + trial.number, on_epoch=hook
+                )
+            else:
+                self.train_fn(net, epochs=self.epochs, seed=self.seed + trial.number)
+            accuracy = float(self.eval_fn(net))
+        except DivergenceError as e:
+            trial.set_user_attr(FAIL_REASON, f"diverged: {e}")
+            if hook.epochs_done is not None:
+                trial.set_user_attr(EPOCHS_TRAINED, hook.epochs_done)
+            raise
+        except TrialPruned:
+            trial.set_user_attr("train_seconds", time.perf_counter() - t0)
+            trial.set_user_attr("trained", True)
+            trial.set_user_attr("accuracy", hook.score)
+            trial.set_user_attr(EPOCHS_TRAINED, hook.epochs_done or 0)
+            trial.set_user_attr(PRUNED_AT_EPOCH, hook.epochs_done or 0)
+            raise
+        trial.set_user_attr("train_seconds", time.perf_counter() - t0)
+        if hook.prune and self.epochs > 0:
+            trial.report(self._scalar_value(accuracy, report), self.epochs)
+        return accuracy
+
+
+@dataclass
+class _EpochHook:
+    """``on_epoch`` of one trial: counts the epochs; with ``prune``, scores the candidate
+    after every epoch but the last (in its training mode afterwards), reports the value and
+    raises :class:`optuna.TrialPruned` when the pruner says so."""
+
+    trial: optuna.Trial
+    net: nn.Module
+    objective: TrialObjective
+    report: CostReport
+    prune: bool
+    epochs_done: int | None = None
+    score: float = 0.0
+
+    def __call__(self, epoch: int, *_: Any) -> None:
+        self.epochs_done = int(epoch)
+        if not self.prune or epoch >= self.objective.epochs:
+            return
+        was_training = self.net.training
+        # Scoring leaves torch's RNG as it was (a DataLoader draws a seed from it), so the
+        # training goes on exactly as it would without the reports.
+        with torch.random.fork_rng(devices=[]):
+            self.score = float(self.objective.eval_fn(self.net))
+        self.net.train(was_training)
+        self.trial.report(self.objective._scalar_value(self.score, self.report), epoch)
+        if self.trial.should_prune():
+            raise TrialPruned(
+                f"trial {self.trial.number} pruned after epoch {epoch} of "
+                f"{self.objective.epochs} (score {self.score:.4f})"
+            )
+
+
+def _takes_on_epoch(train_fn: TrainFn) -> bool:
+    """Whether ``train_fn`` has an ``on_epoch`` parameter (the per-epoch hook)."""
+    try:
+        param = inspect.signature(train_fn).parameters.get("on_epoch")
+    except (TypeError, ValueError):  # no signature (e.g. a builtin): no hook
+        return False
+    return param is not None and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
 
 
 def _find_twin(trial: optuna.Trial, bits: list[Any], widths: list[float]) -> FrozenTrial | None:
@@ -241,6 +337,7 @@ def _reuse(trial: optuna.Trial, twin: FrozenTrial) -> float | tuple[float, ...]:
     trial.set_user_attr(REUSED_FROM, origin)
     trial.set_user_attr("trained", twin.user_attrs.get("trained", False))
     trial.set_user_attr("accuracy", twin.user_attrs["accuracy"])
+    trial.set_user_attr(EPOCHS_TRAINED, 0)
     _logger.debug(f"trial {trial.number}: same configuration as trial {origin}; reused")
     values = twin.values
     return float(values[0]) if len(values) == 1 else tuple(float(v) for v in values)

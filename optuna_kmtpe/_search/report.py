@@ -40,11 +40,11 @@ class TrialLog:
             _logger.info(f"trial {trial.number} FAILED: {a.get(FAIL_REASON, 'error')}")
         elif not self.progress:
             acc = f"{a['accuracy']:.4f}" if a.get("trained") else "not trained"
-            reused = (
-                f" (reused trial {a['reused_from_trial']})" if "reused_from_trial" in a else ""
-            )
+            note = f" (reused trial {a['reused_from_trial']})" if "reused_from_trial" in a else ""
+            if trial.state.name == "PRUNED":
+                note = f" (pruned after epoch {a.get('pruned_at_epoch')})"
             _logger.info(
-                f"trial {trial.number}: acc {acc}{reused}, {a.get('size_mb', 0):.4g} MB, "
+                f"trial {trial.number}: acc {acc}{note}, {a.get('size_mb', 0):.4g} MB, "
                 f"speedup {a.get('speedup', 0):.2f}x, "
                 f"{'feasible' if a.get('feasible') else 'over a limit'}, bits {a.get('bits')}"
             )

@@ -55,6 +55,8 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
             "feasible",
             "trained",
             "train_seconds",
+            "epochs_trained",
+            "pruned_at_epoch",
             "fail_reason",
             "retry_of",
         ):

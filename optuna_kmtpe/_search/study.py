@@ -65,14 +65,21 @@ def check_study_name(
 
 
 def create_study(
-    storage: BaseStorage, study_name: str, objective: str, attrs: dict[str, Any]
+    storage: BaseStorage,
+    study_name: str,
+    objective: str,
+    attrs: dict[str, Any],
+    *,
+    pruner: optuna.pruners.BasePruner | None = None,
 ) -> optuna.Study:
-    """A new study whose user attributes (prefixed ``kmtpe:``) are ``attrs``."""
+    """A new study whose user attributes (prefixed ``kmtpe:``) are ``attrs``, with ``pruner``
+    (None: :class:`~optuna.pruners.NopPruner`, every trial trains in full)."""
     multi = objective == "pareto"
     directions = pareto_directions(attrs["pareto_metrics"]) if multi else ["maximize"]
     study = optuna.create_study(
         study_name=study_name,
         storage=storage,
+        pruner=pruner or optuna.pruners.NopPruner(),
         directions=directions,  # type: ignore[arg-type]
     )
     for key, value in attrs.items():

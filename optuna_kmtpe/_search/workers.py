@@ -28,6 +28,7 @@ from optuna_kmtpe._logging import get_logger
 from optuna_kmtpe._logging import set_tag
 from optuna_kmtpe._sampler_registry import make_sampler
 from optuna_kmtpe._search.objective import TrialObjective
+from optuna_kmtpe._search.pruning import make_pruner
 from optuna_kmtpe._storage import open_storage
 
 
@@ -39,7 +40,8 @@ Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
 @dataclass
 class WorkerJob:
-    """What a spawned worker needs: where the study is, its sampler, and the objective."""
+    """What a spawned worker needs: where the study is, its sampler and pruner (names), and
+    the objective."""
 
     objective: TrialObjective
     storage_url: str
@@ -50,6 +52,7 @@ class WorkerJob:
     target: int
     threads: int
     callbacks: Sequence[Callback] = ()
+    pruner: str = "none"
 
 
 def run_trials(
@@ -108,7 +111,11 @@ def _worker_main(job: WorkerJob, index: int, ready: Any) -> None:
     torch.set_num_threads(job.threads)
     set_tag(f"kmtpe w{index}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=job.study_name, storage=open_storage(job.storage_url))
+    study = optuna.load_study(
+        study_name=job.study_name,
+        storage=open_storage(job.storage_url),
+        pruner=make_pruner(job.pruner, job.objective.epochs),
+    )
     study.sampler = make_sampler(job.sampler, job.seed + index + len(study.trials), job.startup)
     slots = max(open_slots(study, job.target), 0)
     _logger.info(
