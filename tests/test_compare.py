@@ -26,6 +26,7 @@ from optuna_kmtpe import MixedPrecisionSearch
 from optuna_kmtpe import MixedPrecisionSpace
 from optuna_kmtpe._commands.compare_run import CompareConfig
 from optuna_kmtpe._commands.compare_run import run_compare
+from optuna_kmtpe._compress.loops import DivergenceError
 from optuna_kmtpe._search.selection import rescore_top
 from optuna_kmtpe.cli import main
 
@@ -165,6 +166,26 @@ def test_rescoring_does_not_choose_the_luckiest_trial() -> None:
     assert len(fake.seeds) == 4 and all(s >= 100_000 for s in fake.seeds)
     with pytest.raises(ValueError, match="must be >= 1"):
         rescore_top(study, fake, top=0)  # type: ignore[arg-type]
+
+
+class _DivergingObjective(_FakeObjective):
+    def train_fn(self, model: nn.Module, *, epochs: int, seed: int) -> None:
+        if model.bits == 8:  # type: ignore[comparison-overlap]
+            raise DivergenceError("Training loss became nan")
+
+
+def test_a_diverging_rescore_is_left_out() -> None:
+    study = optuna.create_study(direction="maximize")
+    dist: dict[str, BaseDistribution] = {"bits/a": CategoricalDistribution([8, 4])}
+    for bits, acc in ((8, 0.99), (4, 0.97)):
+        attrs = {"feasible": True, "trained": True, "accuracy": acc, "size_mb": 1.0 * bits}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"bits/a": bits}, distributions=dist, value=acc, user_attrs=attrs
+            )
+        )
+    ranked = rescore_top(study, _DivergingObjective(), top=2, repeats=1)  # type: ignore[arg-type]
+    assert [r.trial for r in ranked] == [1]
 
 
 TINY = [

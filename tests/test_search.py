@@ -273,9 +273,9 @@ def test_resume_with_other_limits_is_refused(tmp_path: Path) -> None:
 def test_diverging_final_training_keeps_the_search_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The base model, two candidates, then the final model.
+    # The base model, two candidates, then the final model (no re-scores).
     calls = _poison_training_call(monkeypatch, 4)
-    result = run_search(_tiny(tmp_path, trials=2, startup=2, size_limit_mb=1.0))
+    result = run_search(_tiny(tmp_path, trials=2, startup=2, size_limit_mb=1.0, rescore=0))
     assert calls["n"] == 4 and result.feasible and result.test_accuracy is None
     assert result.accuracy == result.val_accuracy and "final training diverged" in result.message
     assert json.loads((tmp_path / "result.json").read_text())["message"] == result.message

@@ -78,6 +78,14 @@ def register(subparsers: Any) -> None:
         "--train-infeasible", action="store_true", help="also train configurations over a limit"
     )
     g.add_argument(
+        "--rescore",
+        type=int,
+        default=5,
+        help="before choosing, re-train the best N configurations --rescore-repeats more "
+        "times with fresh seeds and choose by the mean (default 5; 0: the single best trial)",
+    )
+    g.add_argument("--rescore-repeats", type=int, default=2, help="re-scores each (default 2)")
+    g.add_argument(
         "--reuse-repeats",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -181,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=args.progress,
         reuse_repeats=args.reuse_repeats,
+        rescore=args.rescore,
+        rescore_repeats=args.rescore_repeats,
         cost_model=args.cost_model,
         pruner=args.pruner,
     )

@@ -566,8 +566,9 @@ class MixedPrecisionSearch:
         rescored = None
         if rescore > 0:
             ranked = rescore_top(study, self.objective(), top=rescore, repeats=rescore_repeats)
-            chosen = study.get_trials(deepcopy=False)[ranked[0].trial]
-            rescored = ranked[0].mean
+            if ranked:  # else every re-score diverged: keep the single best trial
+                chosen = study.get_trials(deepcopy=False)[ranked[0].trial]
+                rescored = ranked[0].mean
         a = chosen.user_attrs
         return BestConfiguration(
             trial=chosen.number,

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from optuna_kmtpe._compress.loops import DivergenceError
+from optuna_kmtpe._logging import get_logger
+
 
 if TYPE_CHECKING:
     import optuna
@@ -31,6 +34,7 @@ __all__ = ["RESCORE_SEED", "Rescored", "candidates", "rescore_top"]
 #: Re-scores train with ``seed + RESCORE_SEED + 1000 * rank + repeat``: never a trial's seed
 #: (``seed + trial.number``) in a study of fewer than 100,000 trials.
 RESCORE_SEED = 100_000
+_logger = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,8 @@ def rescore_top(
     """Re-train and re-score the ``top`` best configurations ``repeats`` times each.
 
     Returns:
-        The re-scored trials, best mean first (ties: the earlier rank).
+        The re-scored trials, best mean first (ties: the earlier rank); a configuration whose
+        re-training diverged is left out (logged).
 
     Raises:
         ValueError: ``top`` or ``repeats`` below 1.
@@ -81,13 +86,17 @@ def rescore_top(
     for rank, t in enumerate(candidates(study)[:top]):
         bits, widths = objective.configuration(t.params)
         scores = []
-        for r in range(repeats):
-            net = objective.builder.build(
-                bits, widths if objective.builder.plan is not None else None
-            )
-            seed = objective.seed + RESCORE_SEED + 1000 * rank + r
-            objective.train_fn(net, epochs=objective.epochs, seed=seed)
-            scores.append(float(objective.eval_fn(net)))
+        try:
+            for r in range(repeats):
+                net = objective.builder.build(
+                    bits, widths if objective.builder.plan is not None else None
+                )
+                seed = objective.seed + RESCORE_SEED + 1000 * rank + r
+                objective.train_fn(net, epochs=objective.epochs, seed=seed)
+                scores.append(float(objective.eval_fn(net)))
+        except DivergenceError as e:
+            _logger.info(f"re-score of trial {t.number} diverged ({e}); it is not chosen")
+            continue
         found.append(Rescored(t.number, float(t.user_attrs["accuracy"]), tuple(scores)))
     order = sorted(range(len(found)), key=lambda i: (-found[i].mean, i))
     return [found[i] for i in order]
