@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = [
     "--base-epochs", "2", "--epochs", "1", "--final-epochs", "1", "--trials", "4",
     "--startup", "2", "--hessian-samples", "3", "--hessian-batches", "1", "--no-progress",
+    "--pruner", "none",
 ]  # fmt: skip
 
 
@@ -46,6 +47,7 @@ def _tiny(out: Path, **kw: Any) -> SearchConfig:
         hessian_batches=1,
         out=str(out),
         progress=False,
+        pruner="none",
     )
     base.update(kw)
     return SearchConfig(**base)  # type: ignore[arg-type]

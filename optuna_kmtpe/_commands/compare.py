@@ -11,6 +11,7 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
+    from optuna_kmtpe._search.pruning import DEFAULT_PRUNER
     from optuna_kmtpe._search.pruning import PRUNERS
 
     p = subparsers.add_parser(
@@ -65,7 +66,12 @@ def register(subparsers: Any) -> None:
         "take the single best trial)",
     )
     p.add_argument("--rescore-repeats", type=int, default=2, help="re-scores each (default 2)")
-    p.add_argument("--pruner", choices=PRUNERS, default="none", help="the searches' pruner")
+    p.add_argument(
+        "--pruner",
+        choices=PRUNERS,
+        default=DEFAULT_PRUNER,
+        help=f"the searches' pruner (default {DEFAULT_PRUNER}, as kmtpe search)",
+    )
     p.add_argument("--out", default="kmtpe_runs/compare", help="output folder")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when present)")
     p.add_argument("--json", action="store_true", help="print comparison.json on stdout")

@@ -57,6 +57,7 @@ from optuna_kmtpe._search.api import MixedPrecisionSearch
 from optuna_kmtpe._search.baselines import BASELINES
 from optuna_kmtpe._search.checkpoint import atomic_write
 from optuna_kmtpe._search.objective import EPOCHS_TRAINED
+from optuna_kmtpe._search.pruning import DEFAULT_PRUNER
 from optuna_kmtpe._search.pruning import make_pruner
 from optuna_kmtpe._search.pruning import PRUNERS
 from optuna_kmtpe._search.selection import candidates
@@ -102,7 +103,7 @@ class CompareConfig:
     cost_model: str = "memory"
     rescore: int = 5
     rescore_repeats: int = 2
-    pruner: str = "none"
+    pruner: str = DEFAULT_PRUNER
     out: str = "kmtpe_runs/compare"
     device: str | None = None
 

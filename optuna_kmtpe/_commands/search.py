@@ -95,10 +95,12 @@ def register(subparsers: Any) -> None:
     g.add_argument(
         "--pruner",
         choices=PRUNERS,
-        default="none",
-        help="stop unpromising candidates early: none (default; every candidate trains all "
-        "--epochs), median, successive-halving or hyperband score each candidate after every "
-        "epoch; a pruned trial counts as one of --trials. Not with --objective pareto",
+        default=None,
+        help="stop unpromising candidates early, scoring each after every epoch: "
+        "successive-halving (default: measured to halve the training epochs at the same "
+        "accuracy), median, hyperband, or none (every candidate trains all --epochs; the "
+        "default with --objective pareto or --epochs 1). A pruned trial counts as one of "
+        "--trials",
     )
     g.add_argument(
         "--cost-model",

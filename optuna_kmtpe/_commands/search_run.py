@@ -57,6 +57,7 @@ from optuna_kmtpe._search.api import MixedPrecisionSearch
 from optuna_kmtpe._search.checkpoint import atomic_write
 from optuna_kmtpe._search.checkpoint import load_checkpoint
 from optuna_kmtpe._search.checkpoint import save_checkpoint
+from optuna_kmtpe._search.pruning import DEFAULT_PRUNER
 from optuna_kmtpe._search.pruning import make_pruner
 from optuna_kmtpe._search.pruning import PRUNERS
 from optuna_kmtpe._search.report import TrialLog
@@ -129,7 +130,8 @@ class SearchConfig:
 
     ``pruner`` names the pruner of the trials (:mod:`optuna_kmtpe._search.pruning`); Optuna
     does not store pruners, so a resumed study prunes with the one given now. The pareto
-    objective cannot prune.
+    objective cannot prune. ``None`` picks ``successive-halving`` (chosen by measurement,
+    ``docs/results.md``), or ``none`` with the pareto objective or one epoch per candidate.
     """
 
     dataset: str = "digits"
@@ -175,7 +177,9 @@ class SearchConfig:
     # "memory": DRAM-bound latency at 19.2 GB/s (the default); "compute": the DSP array alone,
     # the reading the paper's speedups follow.
     cost_model: str = "memory"
-    pruner: str = "none"
+    # None: "successive-halving" (measured: half the epochs at the same test accuracy,
+    # docs/results.md), or "none" where nothing can be pruned (pareto, one epoch).
+    pruner: str | None = None
 
     def resolved_model(self) -> str:
         return self.model or DATASETS.get(self.dataset, "small_cnn")
@@ -328,7 +332,8 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
         base_test = _train.evaluate(base, data, "test", device=device)
         _logger.info(f"base model (float): val accuracy {base_val:.4f}, test {base_test:.4f}")
 
-    pruner = make_pruner(cfg.pruner, cfg.epochs)
+    pruner_name = str(cfg.pruner)  # resolved by _resolve
+    pruner = make_pruner(pruner_name, cfg.epochs)
     study = (
         optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
         if cfg.resume
@@ -406,7 +411,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
     _logger.info(
         f"study {study_name!r} in {storage_url}: {counted(study)} trials done, {slots} to go"
         + (f" ({n_retry} interrupted trial(s) re-queued)" if n_retry else "")
-        + f"; sampler {cfg.sampler}, objective {cfg.objective}, pruner {cfg.pruner}"
+        + f"; sampler {cfg.sampler}, objective {cfg.objective}, pruner {pruner_name}"
     )
     note_running_without_heartbeat(study, storage)
     job = WorkerJob(
@@ -417,7 +422,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
         seed=cfg.seed,
         startup=cfg.startup,
         target=cfg.trials,
-        pruner=cfg.pruner,
+        pruner=pruner_name,
         threads=cfg.threads or 1,
         callbacks=[TrialLog(out, progress and cfg.workers == 1)],
     )
@@ -455,7 +460,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
         storage=storage_url,
         study_name=study_name,
         out=str(out),
-        pruner=cfg.pruner,
+        pruner=pruner_name,
         n_pruned=sum(t.state.name == "PRUNED" for t in study.trials),
     )
     if not cfg.final:
@@ -513,9 +518,9 @@ def _resolve(config: SearchConfig) -> SearchConfig:
         raise SearchError(f"Unknown sampler {config.sampler!r}; choose from {SAMPLERS}.")
     if config.objective not in OBJECTIVES:
         raise SearchError(f"Unknown objective {config.objective!r}; choose from {OBJECTIVES}.")
-    if config.pruner not in PRUNERS:
+    if config.pruner is not None and config.pruner not in PRUNERS:
         raise SearchError(f"Unknown pruner {config.pruner!r}; choose from {PRUNERS}.")
-    if config.pruner != "none" and config.objective == "pareto":
+    if config.pruner not in (None, "none") and config.objective == "pareto":
         raise SearchError(
             f"--pruner {config.pruner} cannot be used with --objective pareto: Optuna prunes "
             "single-objective studies only. Use --pruner none, or another --objective."
@@ -547,6 +552,9 @@ def _resolve(config: SearchConfig) -> SearchConfig:
     base_epochs, final_epochs = _EPOCHS.get(config.dataset, (30, 90))
     out = SearchConfig(**asdict(config))
     out.model = model
+    if out.pruner is None:
+        can_prune = config.objective != "pareto" and config.epochs >= 2
+        out.pruner = DEFAULT_PRUNER if can_prune else "none"
     if out.base_epochs is None:
         out.base_epochs = base_epochs
     if out.final_epochs is None:
