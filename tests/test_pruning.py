@@ -19,7 +19,9 @@ from optuna_kmtpe import HardwareLimits
 from optuna_kmtpe import MixedPrecisionSearch
 from optuna_kmtpe._budget import counted
 from optuna_kmtpe._commands import search_run
+from optuna_kmtpe._commands.search_run import _resolve
 from optuna_kmtpe._commands.search_run import run_search
+from optuna_kmtpe._commands.search_run import SearchConfig
 from optuna_kmtpe._commands.search_run import SearchError
 from optuna_kmtpe._search.api import choose
 from optuna_kmtpe._search.pruning import make_pruner
@@ -270,12 +272,23 @@ def test_search_counts_pruned_trials_towards_trials(
 
 def test_pruner_option() -> None:
     parser = build_parser()
-    assert parser.parse_args(["search"]).pruner == "none"
+    assert parser.parse_args(["search"]).pruner is None  # resolved by the search, below
     assert parser.parse_args(["search", "--pruner", "successive-halving"]).pruner == (
         "successive-halving"
     )
     with pytest.raises(SystemExit):
         parser.parse_args(["search", "--pruner", "asha"])
+
+
+@pytest.mark.parametrize(
+    ("objective", "epochs", "expected"),
+    [("lagrangian", 2, "successive-halving"), ("pareto", 2, "none"), ("lagrangian", 1, "none")],
+)
+def test_the_default_pruner_is_successive_halving_where_it_can_prune(
+    objective: str, epochs: int, expected: str
+) -> None:
+    config = SearchConfig(objective=objective, epochs=epochs)
+    assert _resolve(config).pruner == expected
 
 
 def test_pruner_with_the_pareto_objective_or_an_unknown_name_is_refused(
