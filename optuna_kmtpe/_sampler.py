@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING
 import warnings
 
 import numpy as np
+from optuna.distributions import CategoricalDistribution
+from optuna.distributions import FloatDistribution
+from optuna.distributions import IntDistribution
 from optuna.exceptions import ExperimentalWarning
 from optuna.samplers import BaseSampler
 from optuna.samplers import RandomSampler
@@ -60,6 +63,15 @@ class _Split(NamedTuple):
     k: int
     # Kernel weights of l's trials (in ``below`` order); None keeps TPE's default weights.
     below_weights: np.ndarray | None = None
+
+
+class _Observations(NamedTuple):
+    """Internal representation of the trials whose params cover a search space."""
+
+    # Trial number -> column of ``table``.
+    columns: dict[int, int]
+    # One row per parameter, in search-space order; one column per trial, in history order.
+    table: np.ndarray
 
 
 class KMeansTPESampler(BaseSampler):
@@ -277,11 +289,7 @@ class KMeansTPESampler(BaseSampler):
             if no_repeat:
                 observed = self._observations(study, history, search_space)
                 params = self._random_unseen(
-                    study,
-                    trial,
-                    history,
-                    search_space,
-                    _seen_keys(observed, history, search_space),
+                    study, trial, history, search_space, _seen_keys(observed, search_space)
                 )
             self._share_params(study, trial, params, for_no_repeat=no_repeat)
             return params
@@ -291,7 +299,7 @@ class KMeansTPESampler(BaseSampler):
         params = {}
         for sub_space in self._split_into_groups(search_space):
             observations = self._observations(study, history, sub_space)
-            seen = _seen_keys(observations, history, sub_space) if no_repeat else None
+            seen = _seen_keys(observations, sub_space) if no_repeat else None
             params.update(self._sample(split, sub_space, observations, seen))
 
         _optuna_compat.set_trial_system_attr(study, trial, _N_FINISHED_KEY, split.n_finished)
@@ -427,10 +435,10 @@ class KMeansTPESampler(BaseSampler):
         self,
         split: _Split,
         search_space: dict[str, BaseDistribution],
-        observations: dict[int, list[float]],
+        observations: _Observations,
         seen: set[_repeats.Key] | None = None,
     ) -> dict[str, Any]:
-        covered = [t.number in observations for t in split.below]
+        covered = [t.number in observations.columns for t in split.below]
         weights = None if split.below_weights is None else split.below_weights[covered]
         mpe_below = _optuna_compat.build_parzen_estimator(
             _columns(observations, split.below, search_space), search_space, weights
@@ -494,17 +502,19 @@ class KMeansTPESampler(BaseSampler):
 
     def _observations(
         self, study: Study, trials: list[FrozenTrial], search_space: dict[str, BaseDistribution]
-    ) -> dict[int, list[float]]:
-        """Internal representation of every trial whose params cover ``search_space``, by
-        trial number, in the order of ``search_space``."""
-        observations = {}
+    ) -> _Observations:
+        """Internal representation of every trial whose params cover ``search_space``."""
+        numbers = []
+        covering = []
         for trial in trials:
             params = self._params(study, trial)
             if search_space.keys() <= params.keys():
-                observations[trial.number] = [
-                    dist.to_internal_repr(params[name]) for name, dist in search_space.items()
-                ]
-        return observations
+                numbers.append(trial.number)
+                covering.append(params)
+        table = np.empty((len(search_space), len(covering)))
+        for row, (name, dist) in zip(table, search_space.items()):
+            row[:] = _internal_repr(dist, [params[name] for params in covering])
+        return _Observations({number: i for i, number in enumerate(numbers)}, table)
 
     def _params(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
         """A trial's params, completed for RUNNING trials by the relative params it shared."""
@@ -531,25 +541,47 @@ def _check_int(name: str, value: object, *, minimum: int) -> None:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, but got {value!r}.")
 
 
+def _internal_repr(dist: BaseDistribution, values: list[Any]) -> np.ndarray:
+    """``dist.to_internal_repr`` of each value; the common cases without a call per value."""
+    try:
+        if isinstance(dist, CategoricalDistribution):
+            # The first index of an equal choice, as ``choices.index`` finds it.
+            index: dict[Any, int] = {}
+            for i, choice in enumerate(dist.choices):
+                index.setdefault(choice, i)
+            return np.fromiter(map(index.__getitem__, values), float, len(values))
+        if isinstance(dist, (FloatDistribution, IntDistribution)):
+            column = np.fromiter(map(float, values), float, len(values))
+            if not (np.isnan(column).any() or (dist.log and (column <= 0.0).any())):
+                return column
+    except (KeyError, TypeError, ValueError):
+        pass
+    # Values the shortcuts do not cover (NaN choices, invalid values) take Optuna's own path,
+    # with its results and errors.
+    return np.array([dist.to_internal_repr(v) for v in values], dtype=float)
+
+
 def _columns(
-    observations: dict[int, list[float]],
+    observations: _Observations,
     trials: list[FrozenTrial],
     search_space: dict[str, BaseDistribution],
 ) -> dict[str, np.ndarray]:
     """One array per parameter of the observed ``trials``, in the order of ``trials``."""
-    rows = [observations[t.number] for t in trials if t.number in observations]
-    # Transposed and copied: each parameter's column is contiguous, which the estimator's
+    columns = observations.columns
+    selected = [columns[t.number] for t in trials if t.number in columns]
+    # Fancy indexing copies: each parameter's array is contiguous, which the estimator's
     # kernels read faster (measured ~5% of log_pdf on 1,000 trials).
-    table = np.asarray(rows, dtype=float).reshape(len(rows), len(search_space)).T.copy()
+    table = observations.table[:, selected]
     return {name: table[i] for i, name in enumerate(search_space)}
 
 
 def _seen_keys(
-    observations: dict[int, list[float]],
-    history: list[FrozenTrial],
-    search_space: dict[str, BaseDistribution],
+    observations: _Observations, search_space: dict[str, BaseDistribution]
 ) -> set[_repeats.Key]:
-    """Grid keys of the configurations already evaluated or in flight."""
+    """Grid keys of the observed configurations (evaluated or in flight)."""
+    table = observations.table
     return set(
-        _repeats.keys_of_samples(_columns(observations, history, search_space), search_space)
+        _repeats.keys_of_samples(
+            {name: table[i] for i, name in enumerate(search_space)}, search_space
+        )
     )
