@@ -100,20 +100,19 @@ def _optimal_cluster_starts(x: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
         total = s1[i] - s1[j]
         return np.maximum(s2[i] - s2[j] - total * total / weight, 0.0)
 
-    # best[i]: optimal cost of the first i points in m clusters; split[m][i]: start of the last
-    # cluster in that optimum. Small inputs take one dense cost matrix, reused by every level;
-    # larger ones a divide-and-conquer pass per level (O(n log n) instead of n^2).
+    # best[i]: optimal cost of the first i points in m clusters. Small inputs take one dense
+    # cost matrix, reused by every level; larger ones a divide-and-conquer pass per level
+    # (O(n log n) instead of n^2).
     ends = np.arange(n + 1)
     best = np.full(n + 1, np.inf)
     best[1:] = cost(np.zeros(n, dtype=int), ends[1:])
-    splits = [np.zeros(n + 1, dtype=int)]
     if n <= _DENSE_MAX_POINTS:
-        splits += _dense_levels(best, cost, k, n)
-    else:
-        for m in range(2, k + 1):
-            best, split = _next_level(best, cost, m, n)
-            splits.append(split)
-
+        return _dense_cluster_starts(best, cost, k, n)
+    # split[m][i]: start of the last cluster in the optimum of level m + 1.
+    splits = [np.zeros(n + 1, dtype=int)]
+    for m in range(2, k + 1):
+        best, split = _next_level(best, cost, m, n)
+        splits.append(split)
     starts = np.zeros(k, dtype=int)
     end = n
     for m in range(k, 0, -1):
@@ -122,13 +121,13 @@ def _optimal_cluster_starts(x: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
     return starts
 
 
-def _dense_levels(
+def _dense_cluster_starts(
     best: np.ndarray,
     cost: Callable[[np.ndarray, np.ndarray], np.ndarray],
     k: int,
     n: int,
-) -> list[np.ndarray]:
-    """The split arrays of levels 2..k from one (n+1) x (n+1) cost matrix.
+) -> np.ndarray:
+    """The cluster starts by the DP on one (n+1) x (n+1) cost matrix; ``best`` is level 1.
 
     Only the end points that an optimum of ``k`` clusters can use are computed: at level m,
     ``i`` points in m clusters need ``m <= i <= n - k + m`` (k - m clusters follow), and the
@@ -145,13 +144,20 @@ def _dense_levels(
     width = n - k + 1
     rows = np.arange(width)
     band = best[1 : 1 + width]
-    splits = np.zeros((k - 1, n + 1), dtype=int)
+    # offsets[m - 2][i - m]: start of the last of the best m clusters of the first i points,
+    # minus m - 1.
+    offsets = []
     for m in range(2, k + 1):
         candidates = cost_matrix[m : m + width, m - 1 : m - 1 + width] + band
-        start = candidates.argmin(axis=1)
-        band = candidates[rows, start]
-        splits[m - 2, m : m + width] = start + (m - 1)
-    return list(splits)
+        offset = candidates.argmin(axis=1)
+        band = candidates[rows, offset]
+        offsets.append(offset)
+    starts = np.zeros(k, dtype=int)
+    end = n
+    for m in range(k, 1, -1):
+        end = offsets[m - 2][end - m] + m - 1
+        starts[m - 1] = end
+    return starts
 
 
 def _next_level(
