@@ -64,10 +64,11 @@ def keys_of_samples(
     """Grid keys of candidates given in internal representation, one array per parameter."""
     if not search_space:
         return []
-    columns = np.stack(
-        [_indices(d, np.asarray(samples[name])) for name, d in search_space.items()], axis=1
-    )
-    return list(map(tuple, columns.tolist()))
+    # One array operation for all parameters: index = rint((internal - origin) / step).
+    origins, steps = np.array([_origin_and_step(d) for d in search_space.values()], dtype=float).T
+    internal = np.stack([np.asarray(samples[name], dtype=float) for name in search_space])
+    indices = np.rint((internal - origins[:, None]) / steps[:, None]).astype(np.int64)
+    return list(zip(*indices.tolist()))
 
 
 def unseen_configurations(
@@ -122,8 +123,14 @@ def _index(dist: BaseDistribution, internal: float) -> int:
 
 
 def _indices(dist: BaseDistribution, internal: np.ndarray) -> np.ndarray:
+    origin, step = _origin_and_step(dist)
+    return np.rint((internal - origin) / step).astype(np.int64)
+
+
+def _origin_and_step(dist: BaseDistribution) -> tuple[float, float]:
+    """The internal value of grid index 0 and the grid spacing."""
     if isinstance(dist, CategoricalDistribution):
-        return np.rint(internal).astype(np.int64)
+        return 0.0, 1.0
     if isinstance(dist, (IntDistribution, FloatDistribution)) and dist.step is not None:
-        return np.rint((internal - dist.low) / dist.step).astype(np.int64)
+        return dist.low, dist.step
     raise ValueError(f"{dist} is not discrete: it has no grid of configurations.")

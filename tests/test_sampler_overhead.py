@@ -3,6 +3,7 @@ bench_sampler_overhead.py measures what they save)."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 import pytest
 
+from optuna_kmtpe import _repeats
 import optuna_kmtpe._sampler as sampler_module
 
 
@@ -66,3 +68,18 @@ def test_internal_repr_of_integers_beyond_float_precision() -> None:
     dist = IntDistribution(0, 2**60)
     values = [2**53 + 1, 2**60 - 1]
     assert sampler_module._internal_repr(dist, values).tolist() == [float(v) for v in values]
+
+
+def test_keys_of_samples_number_the_grid_in_order() -> None:
+    space: dict[str, BaseDistribution] = {
+        "c": CategoricalDistribution(["a", None, 3.5]),
+        "i": IntDistribution(-4, 8, step=4),
+        "f": FloatDistribution(0.1, 0.7, step=0.3),
+        "l": IntDistribution(1, 4, log=True),
+    }
+    every = _repeats.unseen_configurations(space, set())
+    expected = list(itertools.product(range(3), range(4), range(3), range(4)))
+    assert _repeats.keys_of_samples(every, space) == expected
+    assert all(isinstance(i, int) for key in expected for i in key)
+    params = {name: dist.to_external_repr(every[name][-1]) for name, dist in space.items()}
+    assert _repeats.key_of_params(params, space) == expected[-1]
