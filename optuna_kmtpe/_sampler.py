@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 import json
 import logging
+import operator
 from typing import Any
 from typing import NamedTuple
 from typing import TYPE_CHECKING
@@ -49,6 +50,8 @@ _MAX_ENUMERATED = 50_000
 _EXTRA_CANDIDATES = 2_000
 # Uniform draws tried by the random startup before it enumerates the unseen configurations.
 _STARTUP_DRAWS = 100
+# Search spaces whose finished observations are kept between proposals.
+_MAX_KEPT_SPACES = 32
 _HISTORY_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 _logger = logging.getLogger(__name__)
 SPLITS = ("dead-zone", "paper")
@@ -72,6 +75,15 @@ class _Observations(NamedTuple):
     columns: dict[int, int]
     # One row per parameter, in search-space order; one column per trial, in history order.
     table: np.ndarray
+
+
+class _FinishedObservations(NamedTuple):
+    """The observations of finished trials, kept for the next proposal."""
+
+    search_space: list[tuple[str, BaseDistribution]]
+    # Every finished trial seen, in history order; held, so that ``is`` can tell them apart.
+    trials: list[FrozenTrial]
+    observations: _Observations
 
 
 class KMeansTPESampler(BaseSampler):
@@ -233,6 +245,15 @@ class KMeansTPESampler(BaseSampler):
             _optuna_compat.GroupDecomposedSearchSpace(True) if group else None
         )
         self._search_space_groups: list[dict[str, BaseDistribution]] = []
+        # Observations of finished trials by parameter names: a cache, dropped whenever the
+        # storage returns other trial objects (see _finished_observations_of).
+        self._finished_observations: dict[tuple[str, ...], _FinishedObservations] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The kept observations are a cache of trial objects that only this process can match.
+        state = self.__dict__.copy()
+        state["_finished_observations"] = {}
+        return state
 
     def reseed_rng(self) -> None:
         self._rng.rng.seed()
@@ -504,17 +525,48 @@ class KMeansTPESampler(BaseSampler):
         self, study: Study, trials: list[FrozenTrial], search_space: dict[str, BaseDistribution]
     ) -> _Observations:
         """Internal representation of every trial whose params cover ``search_space``."""
-        numbers = []
-        covering = []
+        finished: list[FrozenTrial] = []
+        running: list[FrozenTrial] = []
         for trial in trials:
-            params = self._params(study, trial)
-            if search_space.keys() <= params.keys():
-                numbers.append(trial.number)
-                covering.append(params)
-        table = np.empty((len(search_space), len(covering)))
-        for row, (name, dist) in zip(table, search_space.items()):
-            row[:] = _internal_repr(dist, [params[name] for params in covering])
-        return _Observations({number: i for i, number in enumerate(numbers)}, table)
+            (finished if trial.state.is_finished() else running).append(trial)
+        params = [self._params(study, t) for t in running]
+        return _concatenate(
+            self._finished_observations_of(finished, search_space),
+            _observe(running, params, search_space),
+        )
+
+    def _finished_observations_of(
+        self, finished: list[FrozenTrial], search_space: dict[str, BaseDistribution]
+    ) -> _Observations:
+        """The observations of finished trials, reusing those of the last call where it can.
+
+        A finished trial never changes, so its row is reused as long as the storage returns
+        the very same trial object, in the same order (Optuna's in-memory storage and its
+        cache of an RDB storage do; where a storage builds new objects, every row is
+        recomputed). The kept rows are also bound to the search space they were computed in.
+        """
+        space = list(search_space.items())
+        names = tuple(search_space)
+        kept = self._finished_observations.get(names)
+        if (
+            kept is None
+            or kept.search_space != space
+            or len(kept.trials) > len(finished)
+            or not all(map(operator.is_, kept.trials, finished))
+        ):
+            kept = _FinishedObservations(space, [], _observe([], [], search_space))
+        new = finished[len(kept.trials) :]
+        observations = _concatenate(
+            kept.observations, _observe(new, [t.params for t in new], search_space)
+        )
+        # A new dict in one assignment: threads sharing the sampler never see a half update.
+        # The latest spaces are kept (one per conditionally sampled parameter, or per group).
+        others = [(n, o) for n, o in self._finished_observations.items() if n != names]
+        self._finished_observations = dict(
+            others[-_MAX_KEPT_SPACES + 1 :]
+            + [(names, _FinishedObservations(space, finished, observations))]
+        )
+        return observations
 
     def _params(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
         """A trial's params, completed for RUNNING trials by the relative params it shared."""
@@ -539,6 +591,34 @@ class KMeansTPESampler(BaseSampler):
 def _check_int(name: str, value: object, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, but got {value!r}.")
+
+
+def _observe(
+    trials: list[FrozenTrial],
+    params: list[dict[str, Any]],
+    search_space: dict[str, BaseDistribution],
+) -> _Observations:
+    """The observations of the ``trials`` whose ``params`` cover ``search_space``."""
+    if not trials:
+        return _Observations({}, np.empty((len(search_space), 0)))
+    numbers = []
+    covering = []
+    for trial, trial_params in zip(trials, params):
+        if search_space.keys() <= trial_params.keys():
+            numbers.append(trial.number)
+            covering.append(trial_params)
+    table = np.empty((len(search_space), len(covering)))
+    for row, (name, dist) in zip(table, search_space.items()):
+        row[:] = _internal_repr(dist, [p[name] for p in covering])
+    return _Observations({number: i for i, number in enumerate(numbers)}, table)
+
+
+def _concatenate(first: _Observations, second: _Observations) -> _Observations:
+    if not second.columns:
+        return first
+    offset = first.table.shape[1]
+    columns = first.columns | {number: offset + i for number, i in second.columns.items()}
+    return _Observations(columns, np.concatenate([first.table, second.table], axis=1))
 
 
 def _internal_repr(dist: BaseDistribution, values: list[Any]) -> np.ndarray:
