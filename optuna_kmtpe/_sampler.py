@@ -50,6 +50,8 @@ _MAX_ENUMERATED = 50_000
 _EXTRA_CANDIDATES = 2_000
 # Uniform draws tried by the random startup before it enumerates the unseen configurations.
 _STARTUP_DRAWS = 100
+# Fewer values than this are converted to the internal representation one by one (faster).
+_MIN_VECTORISED = 16
 # Search spaces whose finished observations are kept between proposals.
 _MAX_KEPT_SPACES = 32
 _HISTORY_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -623,6 +625,8 @@ def _concatenate(first: _Observations, second: _Observations) -> _Observations:
 
 def _internal_repr(dist: BaseDistribution, values: list[Any]) -> np.ndarray:
     """``dist.to_internal_repr`` of each value; the common cases without a call per value."""
+    if len(values) < _MIN_VECTORISED:
+        return np.array([dist.to_internal_repr(v) for v in values], dtype=float)
     try:
         if isinstance(dist, CategoricalDistribution):
             # The first index of an equal choice, as ``choices.index`` finds it.

@@ -42,7 +42,12 @@ _NAN = float("nan")
         (CategoricalDistribution(["x"]), []),
     ],
 )
-def test_internal_repr_matches_optuna(dist: BaseDistribution, values: list[Any]) -> None:
+@pytest.mark.parametrize("repeats", [1, sampler_module._MIN_VECTORISED])
+def test_internal_repr_matches_optuna(
+    dist: BaseDistribution, values: list[Any], repeats: int
+) -> None:
+    # Repeated past the length from which the conversion is vectorised.
+    values = values * repeats
     column = sampler_module._internal_repr(dist, values)
     expected = [dist.to_internal_repr(v) for v in values]
     assert column.dtype == np.float64
@@ -61,6 +66,7 @@ def test_internal_repr_matches_optuna(dist: BaseDistribution, values: list[Any])
     ],
 )
 def test_internal_repr_raises_as_optuna(dist: BaseDistribution, values: list[Any]) -> None:
+    values = values * sampler_module._MIN_VECTORISED
     with pytest.raises(ValueError) as expected:
         [dist.to_internal_repr(v) for v in values]
     with pytest.raises(ValueError) as got:
@@ -70,7 +76,7 @@ def test_internal_repr_raises_as_optuna(dist: BaseDistribution, values: list[Any
 
 def test_internal_repr_of_integers_beyond_float_precision() -> None:
     dist = IntDistribution(0, 2**60)
-    values = [2**53 + 1, 2**60 - 1]
+    values = [2**53 + 1, 2**60 - 1] * sampler_module._MIN_VECTORISED
     assert sampler_module._internal_repr(dist, values).tolist() == [float(v) for v in values]
 
 
