@@ -142,15 +142,17 @@ def _dense_cluster_starts(
         cost_matrix = cost(ends[None, :], ends[:, None])
     cost_matrix[ends[None, :] >= ends[:, None]] = np.inf
     width = n - k + 1
-    rows = np.arange(width)
     band = best[1 : 1 + width]
+    # One buffer for every level's candidates, read back through its flat index.
+    candidates = np.empty((width, width))
+    row_starts = np.arange(width) * width
     # offsets[m - 2][i - m]: start of the last of the best m clusters of the first i points,
     # minus m - 1.
     offsets = []
     for m in range(2, k + 1):
-        candidates = cost_matrix[m : m + width, m - 1 : m - 1 + width] + band
+        np.add(cost_matrix[m : m + width, m - 1 : m - 1 + width], band, out=candidates)
         offset = candidates.argmin(axis=1)
-        band = candidates[rows, offset]
+        band = candidates.ravel()[row_starts + offset]
         offsets.append(offset)
     starts = np.zeros(k, dtype=int)
     end = n
