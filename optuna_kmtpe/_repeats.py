@@ -21,6 +21,8 @@ from optuna.distributions import IntDistribution
 
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from optuna.distributions import BaseDistribution
 
 
@@ -64,11 +66,35 @@ def keys_of_samples(
     """Grid keys of candidates given in internal representation, one array per parameter."""
     if not search_space:
         return []
+    return list(zip(*grid_indices(samples, search_space).tolist()))
+
+
+def grid_indices(
+    samples: dict[str, np.ndarray], search_space: dict[str, BaseDistribution]
+) -> np.ndarray:
+    """The grid indices of candidates, one row per parameter and one column per candidate."""
     # One array operation for all parameters: index = rint((internal - origin) / step).
     origins, steps = np.array([_origin_and_step(d) for d in search_space.values()], dtype=float).T
     internal = np.stack([np.asarray(samples[name], dtype=float) for name in search_space])
-    indices = np.rint((internal - origins[:, None]) / steps[:, None]).astype(np.int64)
-    return list(zip(*indices.tolist()))
+    return np.rint((internal - origins[:, None]) / steps[:, None]).astype(np.int64)
+
+
+def first_unseen(candidates: np.ndarray, seen: np.ndarray, order: Iterable[int]) -> int | None:
+    """The first candidate in ``order`` whose configuration is no column of ``seen``.
+
+    ``candidates`` and ``seen`` hold grid indices (see :func:`grid_indices`). One comparison
+    with every seen configuration per candidate tried, and no Python object per configuration:
+    cheaper than a set of keys when only a few candidates are tried.
+
+    Example:
+        >>> seen = np.array([[0, 1], [2, 2]])
+        >>> first_unseen(np.array([[1, 1, 0], [2, 0, 2]]), seen, [0, 2, 1])
+        1
+    """
+    for i in order:
+        if not (seen == candidates[:, i, None]).all(axis=0).any():
+            return int(i)
+    return None
 
 
 def unseen_configurations(

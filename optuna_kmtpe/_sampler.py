@@ -322,7 +322,7 @@ class KMeansTPESampler(BaseSampler):
         params = {}
         for sub_space in self._split_into_groups(search_space):
             observations = self._observations(study, history, sub_space)
-            seen = _seen_keys(observations, sub_space) if no_repeat else None
+            seen = _seen_indices(observations, sub_space) if no_repeat else None
             params.update(self._sample(split, sub_space, observations, seen))
 
         _optuna_compat.set_trial_system_attr(study, trial, _N_FINISHED_KEY, split.n_finished)
@@ -459,7 +459,7 @@ class KMeansTPESampler(BaseSampler):
         split: _Split,
         search_space: dict[str, BaseDistribution],
         observations: _Observations,
-        seen: set[_repeats.Key] | None = None,
+        seen: np.ndarray | None = None,
     ) -> dict[str, Any]:
         covered = [t.number in observations.columns for t in split.below]
         weights = None if split.below_weights is None else split.below_weights[covered]
@@ -477,11 +477,15 @@ class KMeansTPESampler(BaseSampler):
         scores = acquisition(samples)
         best = int(np.argmax(scores))
         if seen is not None:
-            unseen = self._best_unseen(samples, scores, search_space, seen)
-            if unseen is None and len(seen) < _repeats.n_configurations(search_space):
-                pool = self._more_candidates(mpe_below, search_space, seen)
-                unseen = self._best_unseen(pool, acquisition(pool), search_space, seen)
-                samples = samples if unseen is None else pool
+            order = np.argsort(-scores, kind="stable")
+            candidates = _repeats.grid_indices(samples, search_space)
+            unseen = _repeats.first_unseen(candidates, seen, order)
+            if unseen is None:
+                seen_keys = set(zip(*seen.tolist()))
+                if len(seen_keys) < _repeats.n_configurations(search_space):
+                    pool = self._more_candidates(mpe_below, search_space, seen_keys)
+                    unseen = self._best_unseen(pool, acquisition(pool), search_space, seen_keys)
+                    samples = samples if unseen is None else pool
             if unseen is None:
                 _logger.info(
                     "Every configuration of the search space has been evaluated; proposing the"
@@ -659,13 +663,18 @@ def _columns(
     return {name: table[i] for i, name in enumerate(search_space)}
 
 
+def _seen_indices(
+    observations: _Observations, search_space: dict[str, BaseDistribution]
+) -> np.ndarray:
+    """Grid indices of the observed configurations (evaluated or in flight), one column each."""
+    table = observations.table
+    return _repeats.grid_indices(
+        {name: table[i] for i, name in enumerate(search_space)}, search_space
+    )
+
+
 def _seen_keys(
     observations: _Observations, search_space: dict[str, BaseDistribution]
 ) -> set[_repeats.Key]:
     """Grid keys of the observed configurations (evaluated or in flight)."""
-    table = observations.table
-    return set(
-        _repeats.keys_of_samples(
-            {name: table[i] for i, name in enumerate(search_space)}, search_space
-        )
-    )
+    return set(zip(*_seen_indices(observations, search_space).tolist()))

@@ -222,3 +222,15 @@ def test_kept_observations_are_not_pickled() -> None:
     )
     assert sampler._finished_observations
     assert pickle.loads(pickle.dumps(sampler))._finished_observations == {}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_first_unseen_agrees_with_a_set_of_keys(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_params = int(rng.integers(1, 4))
+    seen = rng.integers(0, 3, size=(n_params, int(rng.integers(0, 30))))
+    candidates = rng.integers(0, 3, size=(n_params, 24))
+    order = rng.permutation(24)
+    keys = set(zip(*seen.tolist()))
+    expected = next((int(i) for i in order if tuple(candidates[:, i].tolist()) not in keys), None)
+    assert _repeats.first_unseen(candidates, seen, order) == expected
