@@ -73,9 +73,16 @@ def grid_indices(
     samples: dict[str, np.ndarray], search_space: dict[str, BaseDistribution]
 ) -> np.ndarray:
     """The grid indices of candidates, one row per parameter and one column per candidate."""
+    internal = np.stack([np.asarray(samples[name], dtype=float) for name in search_space])
+    return grid_indices_of_table(internal, search_space)
+
+
+def grid_indices_of_table(
+    internal: np.ndarray, search_space: dict[str, BaseDistribution]
+) -> np.ndarray:
+    """:func:`grid_indices` of candidates given as one row per parameter, in space order."""
     # One array operation for all parameters: index = rint((internal - origin) / step).
     origins, steps = np.array([_origin_and_step(d) for d in search_space.values()], dtype=float).T
-    internal = np.stack([np.asarray(samples[name], dtype=float) for name in search_space])
     return np.rint((internal - origins[:, None]) / steps[:, None]).astype(np.int64)
 
 

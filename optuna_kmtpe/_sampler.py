@@ -667,10 +667,7 @@ def _seen_indices(
     observations: _Observations, search_space: dict[str, BaseDistribution]
 ) -> np.ndarray:
     """Grid indices of the observed configurations (evaluated or in flight), one column each."""
-    table = observations.table
-    return _repeats.grid_indices(
-        {name: table[i] for i, name in enumerate(search_space)}, search_space
-    )
+    return _repeats.grid_indices_of_table(observations.table, search_space)
 
 
 def _seen_keys(
