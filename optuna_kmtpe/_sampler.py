@@ -421,7 +421,9 @@ class KMeansTPESampler(BaseSampler):
             return False
         # Every finished trial covers the joint space (it is their intersection); one with more
         # parameters has conditional ones, so the joint space does not name configurations.
-        return all(len(t.params) == len(search_space) for t in history if t.state.is_finished())
+        # (The cheap length test first: the state is read only where the lengths differ.)
+        n_params = len(search_space)
+        return all(len(t.params) == n_params or not t.state.is_finished() for t in history)
 
     def _random_unseen(
         self,
