@@ -18,7 +18,6 @@ from optuna.distributions import IntDistribution
 from optuna.exceptions import ExperimentalWarning
 from optuna.samplers import BaseSampler
 from optuna.samplers import RandomSampler
-from optuna.search_space import IntersectionSearchSpace
 from optuna.trial import TrialState
 
 from optuna_kmtpe import _optuna_compat
@@ -242,7 +241,7 @@ class KMeansTPESampler(BaseSampler):
         # Incremental caches of the search space, rebuilt from storage whenever the sampler
         # meets another study (Optuna's caches refuse a second study); no history is kept here.
         self._search_space_owner: tuple[int, int, str] | None = None
-        self._search_space = IntersectionSearchSpace(include_pruned=True)
+        self._search_space = _optuna_compat.IntersectionSearchSpace()
         self._group_decomposed_search_space = (
             _optuna_compat.GroupDecomposedSearchSpace(True) if group else None
         )
@@ -285,7 +284,7 @@ class KMeansTPESampler(BaseSampler):
         owner = _optuna_compat.study_identity(study)
         if owner != self._search_space_owner:
             self._search_space_owner = owner
-            self._search_space = IntersectionSearchSpace(include_pruned=True)
+            self._search_space = _optuna_compat.IntersectionSearchSpace()
             if self._group:
                 self._group_decomposed_search_space = _optuna_compat.GroupDecomposedSearchSpace(
                     True
@@ -297,7 +296,7 @@ class KMeansTPESampler(BaseSampler):
                 {n: d for n, d in sorted(g.items()) if not d.single()} for g in groups
             ]
             return {n: d for g in self._search_space_groups for n, d in g.items()}
-        space = self._search_space.calculate(study, True)
+        space = self._search_space.calculate(study)
         return {n: d for n, d in space.items() if not d.single()}
 
     def sample_relative(
