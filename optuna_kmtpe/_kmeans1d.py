@@ -100,33 +100,65 @@ def _optimal_cluster_starts(x: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
         total = s1[i] - s1[j]
         return np.maximum(s2[i] - s2[j] - total * total / weight, 0.0)
 
-    # best[i]: optimal cost of the first i points in m clusters; split[m][i]: start of the last
-    # cluster in that optimum. Small inputs take one dense (n+1) x (n+1) cost matrix, reused by
-    # every level; larger ones a divide-and-conquer pass per level (O(n log n) instead of n^2).
+    # best[i]: optimal cost of the first i points in m clusters. Small inputs take one dense
+    # cost matrix, reused by every level; larger ones a divide-and-conquer pass per level
+    # (O(n log n) instead of n^2).
     ends = np.arange(n + 1)
     best = np.full(n + 1, np.inf)
     best[1:] = cost(np.zeros(n, dtype=int), ends[1:])
+    if n <= _DENSE_MAX_POINTS:
+        return _dense_cluster_starts(best, cost, k, n)
+    # split[m][i]: start of the last cluster in the optimum of level m + 1.
     splits = [np.zeros(n + 1, dtype=int)]
-    dense = n <= _DENSE_MAX_POINTS
-    if dense:
-        # cost_matrix[j, i] = cost(j, i) for j < i, inf elsewhere, by broadcasting.
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cost_matrix = cost(ends[:, None], ends[None, :])
-        cost_matrix[ends[:, None] >= ends[None, :]] = np.inf
     for m in range(2, k + 1):
-        if dense:
-            candidates = best[:, None] + cost_matrix
-            split = np.argmin(candidates, axis=0)
-            best = candidates[split, ends]
-        else:
-            best, split = _next_level(best, cost, m, n)
+        best, split = _next_level(best, cost, m, n)
         splits.append(split)
-
     starts = np.zeros(k, dtype=int)
     end = n
     for m in range(k, 0, -1):
         starts[m - 1] = splits[m - 1][end]
         end = starts[m - 1]
+    return starts
+
+
+def _dense_cluster_starts(
+    best: np.ndarray,
+    cost: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    k: int,
+    n: int,
+) -> np.ndarray:
+    """The cluster starts by the DP on one (n+1) x (n+1) cost matrix; ``best`` is level 1.
+
+    Only the end points that an optimum of ``k`` clusters can use are computed: at level m,
+    ``i`` points in m clusters need ``m <= i <= n - k + m`` (k - m clusters follow), and the
+    last cluster starts at ``j`` in ``[m - 1, i - 1]``, which is where level m - 1 was
+    computed. Every other candidate is infinite, so the minima and the first-index tie-break
+    are those of the full DP. The matrix is indexed [end, start], so each argmin runs along
+    contiguous memory.
+    """
+    ends = np.arange(n + 1)
+    # cost_matrix[i, j] = cost(j, i) for j < i, inf elsewhere, by broadcasting.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cost_matrix = cost(ends[None, :], ends[:, None])
+    cost_matrix[ends[None, :] >= ends[:, None]] = np.inf
+    width = n - k + 1
+    band = best[1 : 1 + width]
+    # One buffer for every level's candidates, read back through its flat index.
+    candidates = np.empty((width, width))
+    row_starts = np.arange(width) * width
+    # offsets[m - 2][i - m]: start of the last of the best m clusters of the first i points,
+    # minus m - 1.
+    offsets = []
+    for m in range(2, k + 1):
+        np.add(cost_matrix[m : m + width, m - 1 : m - 1 + width], band, out=candidates)
+        offset = candidates.argmin(axis=1)
+        band = candidates.ravel()[row_starts + offset]
+        offsets.append(offset)
+    starts = np.zeros(k, dtype=int)
+    end = n
+    for m in range(k, 1, -1):
+        end = offsets[m - 2][end - m] + m - 1
+        starts[m - 1] = end
     return starts
 
 

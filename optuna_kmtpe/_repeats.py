@@ -21,6 +21,8 @@ from optuna.distributions import IntDistribution
 
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from optuna.distributions import BaseDistribution
 
 
@@ -64,10 +66,42 @@ def keys_of_samples(
     """Grid keys of candidates given in internal representation, one array per parameter."""
     if not search_space:
         return []
-    columns = np.stack(
-        [_indices(d, np.asarray(samples[name])) for name, d in search_space.items()], axis=1
-    )
-    return list(map(tuple, columns.tolist()))
+    return list(zip(*grid_indices(samples, search_space).tolist()))
+
+
+def grid_indices(
+    samples: dict[str, np.ndarray], search_space: dict[str, BaseDistribution]
+) -> np.ndarray:
+    """The grid indices of candidates, one row per parameter and one column per candidate."""
+    internal = np.stack([np.asarray(samples[name], dtype=float) for name in search_space])
+    return grid_indices_of_table(internal, search_space)
+
+
+def grid_indices_of_table(
+    internal: np.ndarray, search_space: dict[str, BaseDistribution]
+) -> np.ndarray:
+    """:func:`grid_indices` of candidates given as one row per parameter, in space order."""
+    # One array operation for all parameters: index = rint((internal - origin) / step).
+    origins, steps = np.array([_origin_and_step(d) for d in search_space.values()], dtype=float).T
+    return np.rint((internal - origins[:, None]) / steps[:, None]).astype(np.int64)
+
+
+def first_unseen(candidates: np.ndarray, seen: np.ndarray, order: Iterable[int]) -> int | None:
+    """The first candidate in ``order`` whose configuration is no column of ``seen``.
+
+    ``candidates`` and ``seen`` hold grid indices (see :func:`grid_indices`). One comparison
+    with every seen configuration per candidate tried, and no Python object per configuration:
+    cheaper than a set of keys when only a few candidates are tried.
+
+    Example:
+        >>> seen = np.array([[0, 1], [2, 2]])
+        >>> first_unseen(np.array([[1, 1, 0], [2, 0, 2]]), seen, [0, 2, 1])
+        1
+    """
+    for i in order:
+        if not (seen == candidates[:, i, None]).all(axis=0).any():
+            return int(i)
+    return None
 
 
 def unseen_configurations(
@@ -122,8 +156,14 @@ def _index(dist: BaseDistribution, internal: float) -> int:
 
 
 def _indices(dist: BaseDistribution, internal: np.ndarray) -> np.ndarray:
+    origin, step = _origin_and_step(dist)
+    return np.rint((internal - origin) / step).astype(np.int64)
+
+
+def _origin_and_step(dist: BaseDistribution) -> tuple[float, float]:
+    """The internal value of grid index 0 and the grid spacing."""
     if isinstance(dist, CategoricalDistribution):
-        return np.rint(internal).astype(np.int64)
+        return 0.0, 1.0
     if isinstance(dist, (IntDistribution, FloatDistribution)) and dist.step is not None:
-        return np.rint((internal - dist.low) / dist.step).astype(np.int64)
+        return dist.low, dist.step
     raise ValueError(f"{dist} is not discrete: it has no grid of configurations.")

@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 import json
 import logging
+import operator
 from typing import Any
 from typing import NamedTuple
 from typing import TYPE_CHECKING
 import warnings
 
 import numpy as np
+from optuna.distributions import CategoricalDistribution
+from optuna.distributions import FloatDistribution
+from optuna.distributions import IntDistribution
 from optuna.exceptions import ExperimentalWarning
 from optuna.samplers import BaseSampler
 from optuna.samplers import RandomSampler
-from optuna.search_space import IntersectionSearchSpace
 from optuna.trial import TrialState
 
 from optuna_kmtpe import _optuna_compat
@@ -46,6 +49,10 @@ _MAX_ENUMERATED = 50_000
 _EXTRA_CANDIDATES = 2_000
 # Uniform draws tried by the random startup before it enumerates the unseen configurations.
 _STARTUP_DRAWS = 100
+# Fewer values than this are converted to the internal representation one by one (faster).
+_MIN_VECTORISED = 16
+# Search spaces whose finished observations are kept between proposals.
+_MAX_KEPT_SPACES = 32
 _HISTORY_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 _logger = logging.getLogger(__name__)
 SPLITS = ("dead-zone", "paper")
@@ -60,6 +67,24 @@ class _Split(NamedTuple):
     k: int
     # Kernel weights of l's trials (in ``below`` order); None keeps TPE's default weights.
     below_weights: np.ndarray | None = None
+
+
+class _Observations(NamedTuple):
+    """Internal representation of the trials whose params cover a search space."""
+
+    # Trial number -> column of ``table``.
+    columns: dict[int, int]
+    # One row per parameter, in search-space order; one column per trial, in history order.
+    table: np.ndarray
+
+
+class _FinishedObservations(NamedTuple):
+    """The observations of finished trials, kept for the next proposal."""
+
+    search_space: list[tuple[str, BaseDistribution]]
+    # Every finished trial seen, in history order; held, so that ``is`` can tell them apart.
+    trials: list[FrozenTrial]
+    observations: _Observations
 
 
 class KMeansTPESampler(BaseSampler):
@@ -216,11 +241,20 @@ class KMeansTPESampler(BaseSampler):
         # Incremental caches of the search space, rebuilt from storage whenever the sampler
         # meets another study (Optuna's caches refuse a second study); no history is kept here.
         self._search_space_owner: tuple[int, int, str] | None = None
-        self._search_space = IntersectionSearchSpace(include_pruned=True)
+        self._search_space = _optuna_compat.IntersectionSearchSpace()
         self._group_decomposed_search_space = (
             _optuna_compat.GroupDecomposedSearchSpace(True) if group else None
         )
         self._search_space_groups: list[dict[str, BaseDistribution]] = []
+        # Observations of finished trials by parameter names: a cache, dropped whenever the
+        # storage returns other trial objects (see _finished_observations_of).
+        self._finished_observations: dict[tuple[str, ...], _FinishedObservations] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The kept observations are a cache of trial objects that only this process can match.
+        state = self.__dict__.copy()
+        state["_finished_observations"] = {}
+        return state
 
     def reseed_rng(self) -> None:
         self._rng.rng.seed()
@@ -250,7 +284,7 @@ class KMeansTPESampler(BaseSampler):
         owner = _optuna_compat.study_identity(study)
         if owner != self._search_space_owner:
             self._search_space_owner = owner
-            self._search_space = IntersectionSearchSpace(include_pruned=True)
+            self._search_space = _optuna_compat.IntersectionSearchSpace()
             if self._group:
                 self._group_decomposed_search_space = _optuna_compat.GroupDecomposedSearchSpace(
                     True
@@ -262,7 +296,7 @@ class KMeansTPESampler(BaseSampler):
                 {n: d for n, d in sorted(g.items()) if not d.single()} for g in groups
             ]
             return {n: d for g in self._search_space_groups for n, d in g.items()}
-        space = self._search_space.calculate(study, True)
+        space = self._search_space.calculate(study)
         return {n: d for n, d in space.items() if not d.single()}
 
     def sample_relative(
@@ -277,11 +311,7 @@ class KMeansTPESampler(BaseSampler):
             if no_repeat:
                 observed = self._observations(study, history, search_space)
                 params = self._random_unseen(
-                    study,
-                    trial,
-                    history,
-                    search_space,
-                    _seen_keys(observed, history, search_space),
+                    study, trial, history, search_space, _seen_keys(observed, search_space)
                 )
             self._share_params(study, trial, params, for_no_repeat=no_repeat)
             return params
@@ -291,7 +321,7 @@ class KMeansTPESampler(BaseSampler):
         params = {}
         for sub_space in self._split_into_groups(search_space):
             observations = self._observations(study, history, sub_space)
-            seen = _seen_keys(observations, history, sub_space) if no_repeat else None
+            seen = _seen_indices(observations, sub_space) if no_repeat else None
             params.update(self._sample(split, sub_space, observations, seen))
 
         _optuna_compat.set_trial_system_attr(study, trial, _N_FINISHED_KEY, split.n_finished)
@@ -390,7 +420,9 @@ class KMeansTPESampler(BaseSampler):
             return False
         # Every finished trial covers the joint space (it is their intersection); one with more
         # parameters has conditional ones, so the joint space does not name configurations.
-        return all(len(t.params) == len(search_space) for t in history if t.state.is_finished())
+        # (The cheap length test first: the state is read only where the lengths differ.)
+        n_params = len(search_space)
+        return all(len(t.params) == n_params or not t.state.is_finished() for t in history)
 
     def _random_unseen(
         self,
@@ -427,10 +459,10 @@ class KMeansTPESampler(BaseSampler):
         self,
         split: _Split,
         search_space: dict[str, BaseDistribution],
-        observations: dict[int, list[float]],
-        seen: set[_repeats.Key] | None = None,
+        observations: _Observations,
+        seen: np.ndarray | None = None,
     ) -> dict[str, Any]:
-        covered = [t.number in observations for t in split.below]
+        covered = [t.number in observations.columns for t in split.below]
         weights = None if split.below_weights is None else split.below_weights[covered]
         mpe_below = _optuna_compat.build_parzen_estimator(
             _columns(observations, split.below, search_space), search_space, weights
@@ -446,11 +478,15 @@ class KMeansTPESampler(BaseSampler):
         scores = acquisition(samples)
         best = int(np.argmax(scores))
         if seen is not None:
-            unseen = self._best_unseen(samples, scores, search_space, seen)
-            if unseen is None and len(seen) < _repeats.n_configurations(search_space):
-                pool = self._more_candidates(mpe_below, search_space, seen)
-                unseen = self._best_unseen(pool, acquisition(pool), search_space, seen)
-                samples = samples if unseen is None else pool
+            order = np.argsort(-scores, kind="stable")
+            candidates = _repeats.grid_indices(samples, search_space)
+            unseen = _repeats.first_unseen(candidates, seen, order)
+            if unseen is None:
+                seen_keys = set(zip(*seen.tolist()))
+                if len(seen_keys) < _repeats.n_configurations(search_space):
+                    pool = self._more_candidates(mpe_below, search_space, seen_keys)
+                    unseen = self._best_unseen(pool, acquisition(pool), search_space, seen_keys)
+                    samples = samples if unseen is None else pool
             if unseen is None:
                 _logger.info(
                     "Every configuration of the search space has been evaluated; proposing the"
@@ -494,16 +530,49 @@ class KMeansTPESampler(BaseSampler):
 
     def _observations(
         self, study: Study, trials: list[FrozenTrial], search_space: dict[str, BaseDistribution]
-    ) -> dict[int, list[float]]:
-        """Internal representation of every trial whose params cover ``search_space``, by
-        trial number, in the order of ``search_space``."""
-        observations = {}
+    ) -> _Observations:
+        """Internal representation of every trial whose params cover ``search_space``."""
+        finished: list[FrozenTrial] = []
+        running: list[FrozenTrial] = []
         for trial in trials:
-            params = self._params(study, trial)
-            if search_space.keys() <= params.keys():
-                observations[trial.number] = [
-                    dist.to_internal_repr(params[name]) for name, dist in search_space.items()
-                ]
+            (finished if trial.state.is_finished() else running).append(trial)
+        params = [self._params(study, t) for t in running]
+        return _concatenate(
+            self._finished_observations_of(finished, search_space),
+            _observe(running, params, search_space),
+        )
+
+    def _finished_observations_of(
+        self, finished: list[FrozenTrial], search_space: dict[str, BaseDistribution]
+    ) -> _Observations:
+        """The observations of finished trials, reusing those of the last call where it can.
+
+        A finished trial never changes, so its row is reused as long as the storage returns
+        the very same trial object, in the same order (Optuna's in-memory storage and its
+        cache of an RDB storage do; where a storage builds new objects, every row is
+        recomputed). The kept rows are also bound to the search space they were computed in.
+        """
+        space = list(search_space.items())
+        names = tuple(search_space)
+        kept = self._finished_observations.get(names)
+        if (
+            kept is None
+            or kept.search_space != space
+            or len(kept.trials) > len(finished)
+            or not all(map(operator.is_, kept.trials, finished))
+        ):
+            kept = _FinishedObservations(space, [], _observe([], [], search_space))
+        new = finished[len(kept.trials) :]
+        observations = _concatenate(
+            kept.observations, _observe(new, [t.params for t in new], search_space)
+        )
+        # A new dict in one assignment: threads sharing the sampler never see a half update.
+        # The latest spaces are kept (one per conditionally sampled parameter, or per group).
+        others = [(n, o) for n, o in self._finished_observations.items() if n != names]
+        self._finished_observations = dict(
+            others[-_MAX_KEPT_SPACES + 1 :]
+            + [(names, _FinishedObservations(space, finished, observations))]
+        )
         return observations
 
     def _params(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
@@ -531,25 +600,79 @@ def _check_int(name: str, value: object, *, minimum: int) -> None:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, but got {value!r}.")
 
 
+def _observe(
+    trials: list[FrozenTrial],
+    params: list[dict[str, Any]],
+    search_space: dict[str, BaseDistribution],
+) -> _Observations:
+    """The observations of the ``trials`` whose ``params`` cover ``search_space``."""
+    if not trials:
+        return _Observations({}, np.empty((len(search_space), 0)))
+    numbers = []
+    covering = []
+    for trial, trial_params in zip(trials, params):
+        if search_space.keys() <= trial_params.keys():
+            numbers.append(trial.number)
+            covering.append(trial_params)
+    table = np.empty((len(search_space), len(covering)))
+    for row, (name, dist) in zip(table, search_space.items()):
+        row[:] = _internal_repr(dist, [p[name] for p in covering])
+    return _Observations({number: i for i, number in enumerate(numbers)}, table)
+
+
+def _concatenate(first: _Observations, second: _Observations) -> _Observations:
+    if not second.columns:
+        return first
+    offset = first.table.shape[1]
+    columns = first.columns | {number: offset + i for number, i in second.columns.items()}
+    return _Observations(columns, np.concatenate([first.table, second.table], axis=1))
+
+
+def _internal_repr(dist: BaseDistribution, values: list[Any]) -> np.ndarray:
+    """``dist.to_internal_repr`` of each value; the common cases without a call per value."""
+    if len(values) < _MIN_VECTORISED:
+        return np.array([dist.to_internal_repr(v) for v in values], dtype=float)
+    try:
+        if isinstance(dist, CategoricalDistribution):
+            # The first index of an equal choice, as ``choices.index`` finds it.
+            index: dict[Any, int] = {}
+            for i, choice in enumerate(dist.choices):
+                index.setdefault(choice, i)
+            return np.fromiter(map(index.__getitem__, values), float, len(values))
+        if isinstance(dist, (FloatDistribution, IntDistribution)):
+            column = np.fromiter(map(float, values), float, len(values))
+            if not (np.isnan(column).any() or (dist.log and (column <= 0.0).any())):
+                return column
+    except (KeyError, TypeError, ValueError):
+        pass
+    # Values the shortcuts do not cover (NaN choices, invalid values) take Optuna's own path,
+    # with its results and errors.
+    return np.array([dist.to_internal_repr(v) for v in values], dtype=float)
+
+
 def _columns(
-    observations: dict[int, list[float]],
+    observations: _Observations,
     trials: list[FrozenTrial],
     search_space: dict[str, BaseDistribution],
 ) -> dict[str, np.ndarray]:
     """One array per parameter of the observed ``trials``, in the order of ``trials``."""
-    rows = [observations[t.number] for t in trials if t.number in observations]
-    # Transposed and copied: each parameter's column is contiguous, which the estimator's
+    columns = observations.columns
+    selected = [columns[t.number] for t in trials if t.number in columns]
+    # Fancy indexing copies: each parameter's array is contiguous, which the estimator's
     # kernels read faster (measured ~5% of log_pdf on 1,000 trials).
-    table = np.asarray(rows, dtype=float).reshape(len(rows), len(search_space)).T.copy()
+    table = observations.table[:, selected]
     return {name: table[i] for i, name in enumerate(search_space)}
 
 
+def _seen_indices(
+    observations: _Observations, search_space: dict[str, BaseDistribution]
+) -> np.ndarray:
+    """Grid indices of the observed configurations (evaluated or in flight), one column each."""
+    return _repeats.grid_indices_of_table(observations.table, search_space)
+
+
 def _seen_keys(
-    observations: dict[int, list[float]],
-    history: list[FrozenTrial],
-    search_space: dict[str, BaseDistribution],
+    observations: _Observations, search_space: dict[str, BaseDistribution]
 ) -> set[_repeats.Key]:
-    """Grid keys of the configurations already evaluated or in flight."""
-    return set(
-        _repeats.keys_of_samples(_columns(observations, history, search_space), search_space)
-    )
+    """Grid keys of the observed configurations (evaluated or in flight)."""
+    return set(zip(*_seen_indices(observations, search_space).tolist()))

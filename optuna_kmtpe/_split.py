@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from typing import cast
 from typing import TYPE_CHECKING
 
@@ -86,8 +87,8 @@ def _split_by_masks(
     complete, pruned, above = _partition(trials)
     if complete:
         is_below, is_above = masks(objective_scores(study, complete))
-        below = [t for t, b in zip(complete, is_below) if b]
-        above += [t for t, a in zip(complete, is_above) if a]
+        below = [complete[i] for i in np.flatnonzero(is_below).tolist()]
+        above += [complete[i] for i in np.flatnonzero(is_above).tolist()]
         above += pruned
     else:
         ranked = sorted(pruned, key=lambda t: _optuna_compat.pruned_trial_score(t, study))
@@ -115,20 +116,23 @@ def _partition(
     pruned: list[FrozenTrial] = []
     worse: list[FrozenTrial] = []
     for trial in trials:
-        if trial.state == TrialState.RUNNING:
+        state = trial.state
+        if state == TrialState.RUNNING:
             # Checked before feasibility: a running trial has no constraints yet.
             worse.append(trial)
-        elif sum(v for v in trial.constraints.values() if v > 0) > 0:
+            continue
+        constraints = trial.constraints
+        if constraints and sum(v for v in constraints.values() if v > 0) > 0:
             worse.append(trial)
-        elif trial.state == TrialState.COMPLETE:
+        elif state == TrialState.COMPLETE:
             complete.append(trial)
-        elif trial.state == TrialState.PRUNED:
+        elif state == TrialState.PRUNED:
             pruned.append(trial)
     return complete, pruned, worse
 
 
 def _by_number(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    return sorted(trials, key=lambda t: t.number)
+    return sorted(trials, key=operator.attrgetter("number"))
 
 
 def objective_scores(study: Study, trials: Sequence[FrozenTrial]) -> np.ndarray:

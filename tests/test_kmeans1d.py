@@ -50,6 +50,19 @@ def test_matches_brute_force_optimum(seed: int) -> None:
         assert _sse(values, labels) == pytest.approx(_brute_force_sse(values, n_clusters))
 
 
+@pytest.mark.parametrize("gap", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(10))
+def test_matches_brute_force_when_k_is_close_to_the_distinct_count(gap: int, seed: int) -> None:
+    # The dense DP only visits the end points an optimum of k clusters can use: a band of
+    # n - k + 1 per level, down to 2 when k = n - 1.
+    rng = np.random.default_rng(seed)
+    values = np.round(rng.standard_normal(int(rng.integers(6, 11))), 1)
+    k = np.unique(values).size - gap
+    labels = kmeans_1d(values, k)
+    assert np.unique(labels).size == k
+    assert _sse(values, labels) == pytest.approx(_brute_force_sse(values, k))
+
+
 def test_dense_and_divide_and_conquer_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     values = np.random.default_rng(0).standard_normal(300)
     dense = kmeans_1d(values, 12)

@@ -104,3 +104,27 @@ def test_group_decomposed_search_space() -> None:
 
 def test_default_gamma_is_tpes_top_ten_percent_capped_at_25() -> None:
     assert [_optuna_compat.default_gamma(n) for n in (1, 10, 11, 100, 1000)] == [1, 1, 2, 10, 25]
+
+
+def test_intersection_search_space_answers_as_optuna_does() -> None:
+    study = optuna.create_study()
+    ours = _optuna_compat.IntersectionSearchSpace()
+    optunas = optuna.search_space.IntersectionSearchSpace(include_pruned=True)
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        trial = study.ask()
+        trial.suggest_float("x", -1.0, 1.0 if i < 25 else 2.0)  # the range changes at 25
+        trial.suggest_categorical("c", ["a", "b"])
+        if i % 3:
+            trial.suggest_int(f"z{i % 2}", 0, 4)  # conditional parameters
+        state = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, None][i % 4]
+        if state is not None:  # ... and some trials stay RUNNING
+            study.tell(
+                trial, float(rng.random()) if state == TrialState.COMPLETE else None, state=state
+            )
+        if i == 10:
+            study.enqueue_trial({"x": 0.5})  # a WAITING trial
+        got = ours.calculate(study)
+        expected = optunas.calculate(study, use_cache=True)
+        assert list(got.items()) == list(expected.items())
+    assert list(got) == ["c"]
