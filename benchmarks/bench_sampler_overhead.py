@@ -11,7 +11,7 @@ samplers in rotating order, and the table shows the median over rounds; the rati
 TPESampler is the median of the per-round ratios, so a load change on a shared machine hits
 both sides of a ratio alike.
 
-    python benchmarks/bench_sampler_overhead.py --sizes 100,1000 --repeats 20 --rounds 5
+    python benchmarks/bench_sampler_overhead.py --sizes 100,1000 --repeats 20 --rounds 7
 """
 
 from __future__ import annotations

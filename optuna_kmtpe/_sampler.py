@@ -239,7 +239,7 @@ class KMeansTPESampler(BaseSampler):
         self._rng = _optuna_compat.LazyRandomState(seed)
         self._random_sampler = RandomSampler(seed=seed)
         # Incremental caches of the search space, rebuilt from storage whenever the sampler
-        # meets another study (Optuna's caches refuse a second study); no history is kept here.
+        # meets another study (each is bound to one study); no history is kept here.
         self._search_space_owner: tuple[int, int, str] | None = None
         self._search_space = _optuna_compat.IntersectionSearchSpace()
         self._group_decomposed_search_space = (
