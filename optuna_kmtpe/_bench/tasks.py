@@ -210,6 +210,9 @@ def quant_search(
             final_epochs=0,
             out=out,
             progress=False,
+            # The benchmark compares samplers on full trials: no pruning, no re-scores.
+            pruner="none",
+            rescore=0,
             **options,
         )
         try:

@@ -7,7 +7,7 @@ configurations ``repeats`` more times with fresh seeds, exactly as a trial train
 ranks them by the mean of all their scores (the trial's and the new ones).
 
 Example:
-    >>> Rescored(trial=3, accuracy=0.9, rescored=(0.8, 0.85)).mean
+    >>> round(Rescored(trial=3, accuracy=0.9, rescored=(0.8, 0.85)).mean, 6)
     0.85
 """
 
