@@ -30,6 +30,7 @@ from optuna_kmtpe._compress.allocate import ilp_allocation
 from optuna_kmtpe._compress.allocate import perturbations
 from optuna_kmtpe._compress.allocate import sensitivities
 from optuna_kmtpe._compress.allocate import uniform_candidates
+from optuna_kmtpe._compress.search_space import Configuration
 from optuna_kmtpe._logging import get_logger
 
 
@@ -186,8 +187,7 @@ def _result(
 ) -> BaselineResult:
     bits = _bits_with_float(search, a)
     space = search.space
-    params: dict[str, Any] = {f"bits/{n}": a.bits[n] for n in space.layers}
-    params.update({f"width/{n}": a.widths[n] for n in space.widths})
+    params = space.params(Configuration({n: a.bits[n] for n in space.layers}, a.widths))
     job = search.objective()
     effective = job.effective_widths([a.widths[n] for n in search.layers])
     r = a.report
