@@ -121,7 +121,8 @@ def run_compare(
     Raises:
         SearchError: Bad options or limits no method can meet.
     """
-    cfg, search_cfg = _check(config)
+    cfg = config
+    search_cfg = _check(cfg)
     out = Path(cfg.out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -198,7 +199,9 @@ def run_compare(
     return compare_report.write_summary(out)
 
 
-def _check(config: CompareConfig) -> tuple[CompareConfig, SearchConfig]:
+def _check(config: CompareConfig) -> SearchConfig:
+    """Validate ``config``; the resolved ``kmtpe search`` options of its base model and
+    searches."""
     unknown = [m for m in config.methods if m not in METHODS]
     if unknown or not config.methods:
         raise SearchError(
@@ -239,7 +242,7 @@ def _check(config: CompareConfig) -> tuple[CompareConfig, SearchConfig]:
             cost_model=config.cost_model,
         )
     )
-    return config, search_cfg
+    return search_cfg
 
 
 def _size_from_bits(cfg: CompareConfig) -> bool:
@@ -264,7 +267,7 @@ def _limits(cfg: CompareConfig, model: str, num_classes: int) -> HardwareLimits:
 def _baseline_record(result: Any) -> dict[str, Any]:
     r = result.to_dict()
     return {
-        "bits": [b for b in r["bits"].values()],
+        "bits": list(r["bits"].values()),
         "widths": list(r["widths"].values()),
         "params": r["params"],
         "size_mb": r["size_mb"],

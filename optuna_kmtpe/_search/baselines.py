@@ -3,8 +3,8 @@ engineer would get without a search, under the same limits and cost model.
 
 * ``uniform``: one bit-width (and one width multiplier, where widths are searched) for
   every searched layer. The undominated feasible ones
-  (:func:`~optuna_kmtpe._compress.allocate.uniform_candidates`, usually 2-4) are each trained
-  like a trial (``epochs`` epochs) and the best on validation is the answer.
+  (:func:`~optuna_kmtpe._compress.allocate.uniform_candidates`; 3 in the measured runs) are
+  each trained like a trial (``epochs`` epochs) and the best on validation is the answer.
 * ``ilp``: HAWQ-V3's integer linear program over the Hessian traces the search already has
   (:func:`~optuna_kmtpe._compress.allocate.ilp_allocation`), bits only, widths 1.
 * ``greedy``: the same sensitivities, lowered greedily
