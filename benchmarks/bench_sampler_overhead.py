@@ -56,6 +56,7 @@ SPACES = {"mixed": MIXED_SPACE, "discrete": DISCRETE_SPACE}
 
 SAMPLERS = {
     "KMeansTPESampler()": lambda: KMeansTPESampler(seed=0),
+    'KMeansTPESampler(split="dead-zone")': lambda: KMeansTPESampler(seed=0, split="dead-zone"),
     'KMeansTPESampler(split="paper")': lambda: KMeansTPESampler(seed=0, split="paper"),
     "TPESampler": lambda: optuna.samplers.TPESampler(seed=0),
     "TPESampler(multivariate=False)": lambda: optuna.samplers.TPESampler(

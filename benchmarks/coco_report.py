@@ -27,7 +27,16 @@ from optuna_kmtpe._bench.stats import rank_tests
 DEFAULT = "kmeans-tpe"
 REFERENCE = "tpe"
 CHECKPOINTS = (25, 50, 100)
-ORDER = ["kmeans-tpe", "tpe", "hyperopt", "gp", "random", "tpe-univariate", "kmeans-tpe-paper"]
+ORDER = [
+    "kmeans-tpe",
+    "tpe",
+    "hyperopt",
+    "gp",
+    "random",
+    "tpe-univariate",
+    "kmeans-tpe-dead-zone",
+    "kmeans-tpe-paper",
+]
 
 
 def _samplers(frame: pd.DataFrame) -> list[str]:

@@ -31,6 +31,9 @@ SAMPLERS: dict[str, Callable[[int, int], optuna.samplers.BaseSampler]] = {
     "KMeansTPESampler(avoid_repeats=False)": lambda seed, n0: KMeansTPESampler(
         seed=seed, n_startup_trials=n0, avoid_repeats=False
     ),
+    'KMeansTPESampler(split="dead-zone", avoid_repeats=False)': lambda seed, n0: KMeansTPESampler(
+        seed=seed, n_startup_trials=n0, split="dead-zone", avoid_repeats=False
+    ),
     'KMeansTPESampler(split="paper")': lambda seed, n0: KMeansTPESampler(
         seed=seed, n_startup_trials=n0, split="paper"
     ),

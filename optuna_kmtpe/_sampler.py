@@ -25,6 +25,7 @@ from optuna_kmtpe import _repeats
 from optuna_kmtpe._kmeans1d import annealed_k
 from optuna_kmtpe._split import split_trials_dead_zone
 from optuna_kmtpe._split import split_trials_kmeans
+from optuna_kmtpe._split import split_trials_rank_dead_zone
 
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ _MIN_VECTORISED = 16
 _MAX_KEPT_SPACES = 32
 _HISTORY_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 _logger = logging.getLogger(__name__)
-SPLITS = ("dead-zone", "paper")
+SPLITS = ("rank-dead-zone", "dead-zone", "paper")
 
 
 class _Split(NamedTuple):
@@ -200,7 +201,7 @@ class KMeansTPESampler(BaseSampler):
         k_init: int = 4,
         alpha: float = 0.98,
         k_schedule: Callable[[int], int] | None = None,
-        split: str = "dead-zone",
+        split: str = "rank-dead-zone",
         avoid_repeats: bool = True,
     ) -> None:
         _check_int("n_startup_trials", n_startup_trials, minimum=0)
@@ -404,7 +405,10 @@ class KMeansTPESampler(BaseSampler):
             history = [t for t in history if t.state != TrialState.RUNNING]
         n_finished = sum(t.state != TrialState.RUNNING for t in history)
         k = self.n_clusters(max(0, n_finished - self._n_startup_trials))
-        if self._split_rule == "dead-zone":
+        if self._split_rule == "rank-dead-zone":
+            gamma = _optuna_compat.default_gamma
+            below, above = split_trials_rank_dead_zone(study, history, k, gamma)
+        elif self._split_rule == "dead-zone":
             below, above = split_trials_dead_zone(study, history, k, _optuna_compat.default_gamma)
         else:
             below, above = split_trials_kmeans(study, history, k)

@@ -19,8 +19,12 @@ def _hyperopt(seed: int, startup: int) -> BaseSampler:
 
 
 SAMPLERS: dict[str, Callable[[int, int], BaseSampler]] = {
-    # The package default: the dead-zone split and the no-repeat rule.
+    # The package default: the rank dead-zone split and the no-repeat rule.
     "kmeans-tpe": lambda seed, startup: KMeansTPESampler(seed=seed, n_startup_trials=startup),
+    # The default before the rank split: the dead zone from clusters of the values.
+    "kmeans-tpe-dead-zone": lambda seed, startup: KMeansTPESampler(
+        seed=seed, n_startup_trials=startup, split="dead-zone"
+    ),
     # The method as published: the paper's split, repeats allowed.
     "kmeans-tpe-paper": lambda seed, startup: KMeansTPESampler(
         seed=seed, n_startup_trials=startup, split="paper", avoid_repeats=False

@@ -48,7 +48,10 @@ def _params_of(sampler: optuna.samplers.BaseSampler, n_trials: int = 25) -> list
         ({"n_ei_candidates": 0}, "`n_ei_candidates` must be an integer >= 1"),
         ({"k_schedule": 5}, "`k_schedule` must be a callable"),
         ({"group": True, "multivariate": False}, "``group`` option"),
-        ({"split": "median"}, r"`split` must be one of \('dead-zone', 'paper'\)"),
+        (
+            {"split": "median"},
+            r"`split` must be one of \('rank-dead-zone', 'dead-zone', 'paper'\)",
+        ),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:

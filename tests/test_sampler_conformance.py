@@ -18,6 +18,7 @@ _CONFIGURATIONS: list[Callable[[], BaseSampler]] = [
     lambda: KMeansTPESampler(n_startup_trials=0, multivariate=False),
     lambda: KMeansTPESampler(n_startup_trials=0, group=True, seed=1),
     lambda: KMeansTPESampler(n_startup_trials=2, constant_liar=False, seed=0),
+    lambda: KMeansTPESampler(n_startup_trials=0, split="dead-zone", seed=4),
     lambda: KMeansTPESampler(n_startup_trials=0, split="paper", seed=2),
     lambda: KMeansTPESampler(n_startup_trials=3, split="paper", avoid_repeats=False, seed=3),
 ]

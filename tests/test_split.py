@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.distributions import FloatDistribution
@@ -13,9 +14,12 @@ from optuna.trial import create_trial
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 import pytest
+import scipy.stats
 
+from optuna_kmtpe._split import average_ranks
 from optuna_kmtpe._split import split_trials_dead_zone
 from optuna_kmtpe._split import split_trials_kmeans
+from optuna_kmtpe._split import split_trials_rank_dead_zone
 
 
 _DIST: dict[str, BaseDistribution] = {"x": FloatDistribution(0.0, 1.0)}
@@ -222,3 +226,75 @@ def test_dead_zone_clips_the_size_of_l(n_below: int) -> None:
         optuna.create_study(), _trials(_VALUES), 3, lambda n: n_below
     )
     assert len(below) == min(max(n_below, 1), len(_VALUES))
+
+
+# Heavy-tailed values, as on COCO's attractive-sector function: most trials near the optimum,
+# a few far off. On the values, k-means puts the near ones into one cluster with l.
+_HEAVY_TAILED: list[float | None] = [0.61, 0.6, 0.7, 0.9, 1.5, 2.0, 3.0, 5.0, 400.0, 4600.0]
+
+
+def test_rank_dead_zone_keeps_the_dead_zone_narrow_on_heavy_tailed_values() -> None:
+    study = optuna.create_study(direction="minimize")
+    below, above = split_trials_dead_zone(study, _trials(_HEAVY_TAILED), 3, _one)
+    assert _numbers(below) == [1]
+    assert _numbers(above) == [8, 9]  # on the values only the two far-off trials are worse
+    below, above = split_trials_rank_dead_zone(study, _trials(_HEAVY_TAILED), 3, _one)
+    assert _numbers(below) == [1]
+    assert len(above) >= 6  # on the ranks g holds most of the history
+    assert 10 - len(below) - len(above) <= 3
+
+
+@pytest.mark.parametrize(
+    "transform", [np.log, np.cbrt, lambda v: 1e6 * v - 3.0], ids=["log", "cbrt", "affine"]
+)
+def test_rank_dead_zone_ignores_monotone_transforms_of_the_objective(transform: object) -> None:
+    changed: list[float | None] = [
+        float(transform(v))  # type: ignore[operator]
+        for v in _HEAVY_TAILED
+    ]
+    study = optuna.create_study(direction="minimize")
+    for k in (3, 4, 5):
+        original = split_trials_rank_dead_zone(study, _trials(_HEAVY_TAILED), k, lambda n: 2)
+        transformed = split_trials_rank_dead_zone(study, _trials(changed), k, lambda n: 2)
+        assert [_numbers(t) for t in transformed] == [_numbers(t) for t in original]
+
+
+def test_value_dead_zone_moves_under_a_log_transform() -> None:
+    study = optuna.create_study(direction="minimize")
+    logs: list[float | None] = [math.log(_float(v)) for v in _HEAVY_TAILED]
+    _, above = split_trials_dead_zone(study, _trials(_HEAVY_TAILED), 3, _one)
+    _, above_of_logs = split_trials_dead_zone(study, _trials(logs), 3, _one)
+    assert _numbers(above) == [8, 9]
+    assert _numbers(above_of_logs) == [4, 5, 6, 7, 8, 9]
+
+
+def _float(value: float | None) -> float:
+    assert value is not None
+    return value
+
+
+def test_rank_dead_zone_keeps_trials_tied_with_l_out_of_g() -> None:
+    values: list[float | None] = [0.9, 0.9, 0.9, 0.9, 0.5, 0.5, 0.1, 0.1, 0.1, 0.1]
+    study = optuna.create_study(direction="maximize")
+    below, above = split_trials_rank_dead_zone(study, _trials(values), 10, _one)
+    assert _numbers(below) == [0]
+    assert _numbers(above) == [4, 5, 6, 7, 8, 9]
+
+
+def test_rank_dead_zone_running_pruned_and_infeasible_trials_join_g() -> None:
+    values: list[float | None] = [math.inf, 1.0, 1.1, 9.0, 9.1, -math.inf, 5.0, None, None, 0.0]
+    states = [TrialState.COMPLETE] * 7 + [TrialState.RUNNING, TrialState.PRUNED]
+    states.append(TrialState.COMPLETE)
+    trials = _trials(values, states, constraints={9: 1.0})
+    below, above = split_trials_rank_dead_zone(optuna.create_study(), trials, 3, lambda n: 2)
+    assert _numbers(below) == [1, 5]
+    assert {0, 7, 8, 9} <= set(_numbers(above))
+    assert not set(_numbers(below)) & set(_numbers(above))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_average_ranks_are_scipys(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    scores = np.round(rng.standard_normal(40), 1)
+    scores[:3] = [np.inf, -np.inf, np.inf]
+    np.testing.assert_array_equal(average_ranks(scores), scipy.stats.rankdata(scores))
