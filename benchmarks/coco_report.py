@@ -177,7 +177,8 @@ def main() -> None:
             gp.groupby("sampler")["sampler_seconds"].sum() / gp.groupby("sampler")["seed"].size()
         )
         print(
-            "\nSampler seconds per trial in that run: "
+            "\nSampler seconds per trial as recorded (wall time; compare samplers that ran in"
+            " the same run only): "
             + ", ".join(f"{s} {seconds[s] * 1e3:.1f} ms" for s in _samplers(gp))
             + f" (gp / tpe = {seconds['gp'] / seconds['tpe']:.0f}x)."
         )

@@ -84,10 +84,28 @@ def kmeans_1d(values: np.ndarray, k: int) -> np.ndarray:
     if k == n:
         return inverse
     counts = np.diff(np.append(np.flatnonzero(is_first), ordered.size))
-    starts = _optimal_cluster_starts(distinct, counts.astype(float), k)
-    # Cluster id of each distinct value: how many cluster starts lie at or before it, minus 1.
-    cluster_of_distinct = np.searchsorted(starts, np.arange(n), side="right") - 1
-    return cluster_of_distinct[inverse]
+    return kmeans_1d_weighted(distinct, counts.astype(float), k)[inverse]
+
+
+def kmeans_1d_weighted(points: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
+    """Optimal 1-D k-means labels of sorted, distinct, finite ``points`` with ``weights``.
+
+    The same clustering as :func:`kmeans_1d` of the values that ``points`` and ``weights``
+    summarise (each point repeated ``weight`` times), for callers that already hold them.
+
+    Example:
+        >>> kmeans_1d_weighted(np.array([0.0, 0.1, 4.8, 9.9]), np.array([1.0, 1.0, 1.0, 2.0]), 3)
+        array([0, 0, 1, 2])
+    """
+    n = points.size
+    k = min(k, n)
+    if k == 1:
+        return np.zeros(n, dtype=int)
+    if k == n:
+        return np.arange(n)
+    starts = _optimal_cluster_starts(points, weights, k)
+    # Cluster id of each point: how many cluster starts lie at or before it, minus 1.
+    return np.searchsorted(starts, np.arange(n), side="right") - 1
 
 
 def _optimal_cluster_starts(x: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
@@ -149,18 +167,25 @@ def _dense_cluster_starts(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, k: int
     ends = np.arange(n + 1)
     cost_matrix[ends[None, :] >= ends[:, None]] = np.inf
     width = n - k + 1
+    # windows[m - 2] = cost_matrix[m : m + width, m - 1 : m - 1 + width], the block level m
+    # reads: one strided view of the matrix, each level's block one step down its diagonal.
+    row, col = cost_matrix.strides
+    windows = np.ndarray(
+        (k - 1, width, width), float, cost_matrix, 2 * row + col, (row + col, row, col)
+    )
     # Level 1: the first i points in one cluster.
     band = cost_matrix[1 : 1 + width, 0]
     # One buffer for every level's candidates, read back through its flat index.
     candidates = np.empty((width, width))
+    flat_candidates = candidates.ravel()
     row_starts = np.arange(width) * width
     # offsets[m - 2][i - m]: start of the last of the best m clusters of the first i points,
     # minus m - 1.
     offsets = []
-    for m in range(2, k + 1):
-        np.add(cost_matrix[m : m + width, m - 1 : m - 1 + width], band, out=candidates)
+    for window in windows:
+        np.add(window, band, out=candidates)
         offset = candidates.argmin(axis=1)
-        band = candidates.ravel()[row_starts + offset]
+        band = flat_candidates[row_starts + offset]
         offsets.append(offset)
     starts = np.zeros(k, dtype=int)
     end = n

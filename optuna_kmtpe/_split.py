@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from optuna_kmtpe import _optuna_compat
 from optuna_kmtpe._kmeans1d import kmeans_1d
+from optuna_kmtpe._kmeans1d import kmeans_1d_weighted
 
 
 if TYPE_CHECKING:
@@ -81,12 +82,12 @@ def split_trials_rank_dead_zone(
 ) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
     """:func:`split_trials_dead_zone` with the k-means run on the ranks of the scores.
 
-    The scores are replaced by their average ranks (equal scores share one rank, as in
-    ``scipy.stats.rankdata``) before the clustering, so the split depends only on the order
-    of the values, like TPE's, and not on their scale: on heavy-tailed values (a few very bad
-    trials) the best cluster no longer swallows most of the history, while ties still share a
-    cluster and stay out of g. ``below`` is TPE's ``n_below(n)`` best, as in the dead-zone
-    split.
+    The scores are replaced by their average ranks (equal scores share the mean of their
+    ranks, as ``scipy.stats.rankdata`` gives them) before the clustering, so the split depends
+    only on the order of the values, like TPE's, and not on their scale: on heavy-tailed
+    values (a few very bad trials) the best cluster no longer swallows most of the history,
+    while ties still share a cluster and stay out of g. ``below`` is TPE's ``n_below(n)``
+    best, as in the dead-zone split; infinite scores are ranked like any other.
 
     Example:
         >>> import optuna
@@ -106,24 +107,33 @@ def split_trials_rank_dead_zone(
         >>> [t.number for t in below], [t.number for t in above]
         ([0], [5])
     """
-    return _split_by_masks(
-        study, trials, lambda scores: _dead_zone_masks(average_ranks(scores), k, n_below)
-    )
+    return _split_by_masks(study, trials, lambda scores: _rank_dead_zone_masks(scores, k, n_below))
 
 
-def average_ranks(scores: np.ndarray) -> np.ndarray:
-    """1-based ranks, tied scores sharing the mean of their ranks (``rankdata``'s "average").
+def _rank_dead_zone_masks(
+    scores: np.ndarray, k: int, n_below: Callable[[int], int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_dead_zone_masks` with the clusters of the average ranks of ``scores``."""
+    ranks, counts, inverse = distinct_average_ranks(scores)
+    labels = kmeans_1d_weighted(ranks, counts.astype(float), k)[inverse]
+    is_below = _best(scores, n_below)
+    return is_below, labels > labels[is_below].max()
 
-    Written out instead of calling ``scipy.stats.rankdata``: importing ``scipy.stats`` takes
-    seconds, too long for a sampler's first proposal.
+
+def distinct_average_ranks(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(average rank of each distinct score, ascending; its count; index of each score's).
+
+    ``ranks[inverse]`` are the 1-based ranks of ``scores`` with ties sharing the mean of
+    their ranks, as ``scipy.stats.rankdata`` gives them (written out: importing
+    ``scipy.stats`` takes seconds, too long for a sampler's first proposal).
 
     Example:
-        >>> average_ranks(np.array([5.0, 1.0, 5.0, -np.inf])).tolist()
-        [3.5, 2.0, 3.5, 1.0]
+        >>> ranks, counts, inverse = distinct_average_ranks(np.array([5.0, 1.0, 5.0, -np.inf]))
+        >>> ranks[inverse].tolist(), counts.tolist()
+        ([3.5, 2.0, 3.5, 1.0], [1, 1, 2])
     """
     _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    last = np.cumsum(counts)
-    return (last - (counts - 1) / 2.0)[inverse.reshape(-1)]
+    return np.cumsum(counts) - (counts - 1) / 2.0, counts, inverse.reshape(-1)
 
 
 def _split_by_masks(
@@ -151,11 +161,17 @@ def _dead_zone_masks(
     scores: np.ndarray, k: int, n_below: Callable[[int], int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """l: the ``n_below(n)`` lowest scores (stable order); g: the clusters above all of l's."""
+    is_below = _best(scores, n_below)
+    labels = _cluster_labels(scores, k)
+    return is_below, labels > labels[is_below].max()
+
+
+def _best(scores: np.ndarray, n_below: Callable[[int], int]) -> np.ndarray:
+    """Mask of the ``n_below(n)`` lowest scores (at least 1), ties broken by position."""
     n_l = min(max(int(n_below(len(scores))), 1), len(scores))
     is_below = np.zeros(len(scores), dtype=bool)
     is_below[np.argsort(scores, kind="stable")[:n_l]] = True
-    labels = _cluster_labels(scores, k)
-    return is_below, labels > labels[is_below].max()
+    return is_below
 
 
 def _partition(

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 import pytest
 import scipy.stats
 
-from optuna_kmtpe._split import average_ranks
+from optuna_kmtpe._split import distinct_average_ranks
 from optuna_kmtpe._split import split_trials_dead_zone
 from optuna_kmtpe._split import split_trials_kmeans
 from optuna_kmtpe._split import split_trials_rank_dead_zone
@@ -297,4 +297,6 @@ def test_average_ranks_are_scipys(seed: int) -> None:
     rng = np.random.default_rng(seed)
     scores = np.round(rng.standard_normal(40), 1)
     scores[:3] = [np.inf, -np.inf, np.inf]
-    np.testing.assert_array_equal(average_ranks(scores), scipy.stats.rankdata(scores))
+    ranks, counts, inverse = distinct_average_ranks(scores)
+    np.testing.assert_array_equal(ranks[inverse], scipy.stats.rankdata(scores))
+    assert counts.sum() == scores.size
