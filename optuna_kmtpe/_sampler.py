@@ -57,6 +57,10 @@ _MAX_KEPT_SPACES = 32
 _HISTORY_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 _logger = logging.getLogger(__name__)
 SPLITS = ("rank-dead-zone", "dead-zone", "paper")
+_DEAD_ZONE_SPLITS = {
+    "rank-dead-zone": split_trials_rank_dead_zone,
+    "dead-zone": split_trials_dead_zone,
+}
 
 
 class _Split(NamedTuple):
@@ -412,13 +416,11 @@ class KMeansTPESampler(BaseSampler):
             history = [t for t in history if t.state != TrialState.RUNNING]
         n_finished = sum(t.state != TrialState.RUNNING for t in history)
         k = self.n_clusters(max(0, n_finished - self._n_startup_trials))
-        if self._split_rule == "rank-dead-zone":
-            gamma = _optuna_compat.default_gamma
-            below, above = split_trials_rank_dead_zone(study, history, k, gamma)
-        elif self._split_rule == "dead-zone":
-            below, above = split_trials_dead_zone(study, history, k, _optuna_compat.default_gamma)
-        else:
+        if self._split_rule == "paper":
             below, above = split_trials_kmeans(study, history, k)
+        else:
+            dead_zone_split = _DEAD_ZONE_SPLITS[self._split_rule]
+            below, above = dead_zone_split(study, history, k, _optuna_compat.default_gamma)
         return _Split(below, above, n_finished, k)
 
     def _no_repeat_applies(
