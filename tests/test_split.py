@@ -202,11 +202,16 @@ def test_dead_zone_keeps_trials_tied_with_l_out_of_g() -> None:
     assert {1, 2, 3} <= set(_numbers(tpe_above))
 
 
-def test_dead_zone_running_pruned_infeasible_and_infinite_values() -> None:
+def _running_pruned_infeasible_and_infinite() -> list[FrozenTrial]:
+    """+inf, -inf and finite COMPLETE trials, then RUNNING (7), PRUNED (8), infeasible (9)."""
     values: list[float | None] = [math.inf, 1.0, 1.1, 9.0, 9.1, -math.inf, 5.0, None, None, 0.0]
     states = [TrialState.COMPLETE] * 7 + [TrialState.RUNNING, TrialState.PRUNED]
     states.append(TrialState.COMPLETE)
-    trials = _trials(values, states, constraints={9: 1.0})
+    return _trials(values, states, constraints={9: 1.0})
+
+
+def test_dead_zone_running_pruned_infeasible_and_infinite_values() -> None:
+    trials = _running_pruned_infeasible_and_infinite()
     below, above = split_trials_dead_zone(optuna.create_study(), trials, 3, lambda n: 2)
     # -inf is the best trial, then 1.0; 1.1 shares 1.0's cluster; +inf is the worst.
     assert _numbers(below) == [1, 5]
@@ -282,10 +287,7 @@ def test_rank_dead_zone_keeps_trials_tied_with_l_out_of_g() -> None:
 
 
 def test_rank_dead_zone_running_pruned_and_infeasible_trials_join_g() -> None:
-    values: list[float | None] = [math.inf, 1.0, 1.1, 9.0, 9.1, -math.inf, 5.0, None, None, 0.0]
-    states = [TrialState.COMPLETE] * 7 + [TrialState.RUNNING, TrialState.PRUNED]
-    states.append(TrialState.COMPLETE)
-    trials = _trials(values, states, constraints={9: 1.0})
+    trials = _running_pruned_infeasible_and_infinite()
     below, above = split_trials_rank_dead_zone(optuna.create_study(), trials, 3, lambda n: 2)
     assert _numbers(below) == [1, 5]
     assert {0, 7, 8, 9} <= set(_numbers(above))
