@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from optuna_kmtpe._bench import coco
 from optuna_kmtpe._bench.stats import rank_tests
 
 
@@ -45,8 +46,11 @@ def _samplers(frame: pd.DataFrame) -> list[str]:
 
 
 def _group(task: str) -> str:
-    suite, rest = task.split("/")
-    return f"{suite}, d = {rest.split('-d')[1]}"
+    parsed = coco.parse_task_name(task)
+    assert parsed is not None, task
+    suite, _, dimension, instance = parsed
+    label = f"{suite}, d = {dimension}"
+    return label if instance == coco.INSTANCE else f"{label}, instance {instance}"
 
 
 def _final(frame: pd.DataFrame) -> pd.DataFrame:

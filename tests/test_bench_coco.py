@@ -28,7 +28,16 @@ def test_every_coco_task_is_known_with_the_paper_budget() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["bbob/f00-d5", "bbob/f25-d5", "bbob-mixint/f01-d7", "bbob/f1-d5"]
+    "name",
+    [
+        "bbob/f00-d5",
+        "bbob/f25-d5",
+        "bbob-mixint/f01-d7",
+        "bbob/f1-d5",
+        "bbob/f01-d5-i0",
+        "bbob-mixint/f01-d5-i16",
+        "bbob/f01-d5-2",
+    ],
 )
 def test_unknown_coco_names_are_refused_compactly(name: str) -> None:
     with pytest.raises(ValueError, match="bbob/fNN-dD, bbob-mixint/fNN-dD") as info:
@@ -117,3 +126,29 @@ def test_smoke_peers_on_a_mixint_task(  # GP is slow: 2 model-based trials each
         ["gp", "hyperopt", "random", "tpe"], 8
     )
     assert (trials["startup"] == 6).all() and trials["params"].str.contains('"x4": ').all()
+
+
+def test_an_instance_suffix_gives_the_same_function_shifted_and_rotated() -> None:
+    import cocoex
+
+    assert get_task("bbob-mixint/f06-d5-i2").description.endswith("instance 2, minimised")
+    assert get_task("bbob-mixint/f06-d5").description.endswith("instance 1, minimised")
+    x = [1, 1, 1, 1, 0.25]  # inside every coordinate's bounds
+    params = {f"x{i}": v for i, v in enumerate(x)}
+    values = {}
+    for name in ("bbob-mixint/f06-d5", "bbob-mixint/f06-d5-i1", "bbob-mixint/f06-d5-i2"):
+        objective = get_task(name).make_objective()  # type: ignore[misc]
+        study = optuna.create_study()
+        study.enqueue_trial(params)
+        study.optimize(objective, n_trials=1)
+        values[name] = study.trials[0].value
+    assert values["bbob-mixint/f06-d5"] == values["bbob-mixint/f06-d5-i1"]
+    assert values["bbob-mixint/f06-d5-i2"] != values["bbob-mixint/f06-d5"]
+    options = "function_indices:6 dimensions:5 instance_indices:2"
+    problem = cocoex.Suite("bbob-mixint", "", options)[0]
+    assert values["bbob-mixint/f06-d5-i2"] == problem(x)
+
+
+def test_coco_objective_refuses_an_unknown_instance() -> None:
+    with pytest.raises(ValueError, match="`instance` must be in 1..15"):
+        coco.CocoObjective(suite="bbob", function=1, dimension=5, instance=0)

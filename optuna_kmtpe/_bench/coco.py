@@ -2,8 +2,10 @@
 ``coco-experiment`` package (``import cocoex``).
 
 A task is named ``SUITE/fNN-dD``: ``bbob/f01-d5`` is the sphere in 5 dimensions and
-``bbob-mixint/f21-d10`` the mixed-integer Gallagher 101 peaks in 10. Every task uses COCO's
-instance 1 (a fixed shift and rotation), so all samplers and seeds minimise the same function.
+``bbob-mixint/f21-d10`` the mixed-integer Gallagher 101 peaks in 10. A task uses COCO's
+instance 1 (a fixed shift and rotation), so all samplers and seeds minimise the same function;
+``SUITE/fNN-dD-iI`` takes COCO's instance index ``I`` (1-15) instead, the same function shifted
+and rotated differently: a held-out copy of a task (``bbob-mixint/f06-d5-i2``).
 The objective is the raw COCO value ``problem(x)`` (not ``f(x) - f_opt``: comparisons are
 within a task, where the offset is the same for everyone).
 
@@ -28,15 +30,19 @@ SUITES = ("bbob", "bbob-mixint")
 FUNCTIONS = tuple(range(1, 25))
 DIMENSIONS = (5, 10)
 INSTANCE = 1
+INSTANCES = tuple(range(1, 16))
 N_TRIALS = 100
 N_STARTUP_TRIALS = 10
 PATTERN = "bbob/fNN-dD, bbob-mixint/fNN-dD"
 DESCRIPTION = (
-    f"COCO functions, minimised ({PATTERN}; NN = 01..24, D = 5 or 10; instance {INSTANCE}; "
+    f"COCO functions, minimised ({PATTERN}; NN = 01..24, D = 5 or 10; instance {INSTANCE}, "
+    "or I = 1..15 with a -iI suffix; "
     f"{N_TRIALS} trials, {N_STARTUP_TRIALS} random; SUITE/dD or SUITE names all of a suite's "
     "tasks at one or both sizes)"
 )
-_NAME = re.compile(r"(?P<suite>bbob|bbob-mixint)/f(?P<function>\d\d)-d(?P<dimension>\d+)")
+_NAME = re.compile(
+    r"(?P<suite>bbob|bbob-mixint)/f(?P<function>\d\d)-d(?P<dimension>\d+)(-i(?P<instance>\d+))?"
+)
 _GROUP = re.compile(r"(?P<suite>bbob|bbob-mixint)(/d(?P<dimension>\d+))?")
 
 
@@ -44,12 +50,14 @@ def task_name(suite: str, function: int, dimension: int) -> str:
     return f"{suite}/f{function:02d}-d{dimension}"
 
 
-def parse_task_name(name: str) -> tuple[str, int, int] | None:
-    """(suite, function, dimension) of a COCO task name, or None for another name.
+def parse_task_name(name: str) -> tuple[str, int, int, int] | None:
+    """(suite, function, dimension, instance) of a COCO task name, or None for another name.
 
     Example:
         >>> parse_task_name("bbob-mixint/f21-d5")
-        ('bbob-mixint', 21, 5)
+        ('bbob-mixint', 21, 5, 1)
+        >>> parse_task_name("bbob-mixint/f06-d5-i2")
+        ('bbob-mixint', 6, 5, 2)
         >>> parse_task_name("bbob/f25-d5") is None
         True
     """
@@ -57,9 +65,10 @@ def parse_task_name(name: str) -> tuple[str, int, int] | None:
     if match is None:
         return None
     function, dimension = int(match["function"]), int(match["dimension"])
-    if function not in FUNCTIONS or dimension not in DIMENSIONS:
+    instance = INSTANCE if match["instance"] is None else int(match["instance"])
+    if function not in FUNCTIONS or dimension not in DIMENSIONS or instance not in INSTANCES:
         return None
-    return match["suite"], function, dimension
+    return match["suite"], function, dimension, instance
 
 
 def expand_group(name: str) -> list[str] | None:
@@ -98,7 +107,7 @@ def _cocoex() -> Any:
 
 
 class CocoObjective:
-    """``problem(x)`` of one COCO function, instance :data:`INSTANCE`, as an Optuna objective.
+    """``problem(x)`` of one COCO function and instance as an Optuna objective.
 
     Args:
         suite:
@@ -107,15 +116,21 @@ class CocoObjective:
             The function number, 1 to 24.
         dimension:
             The number of variables.
+        instance:
+            COCO's instance index, 1 to 15 (default :data:`INSTANCE`).
     """
 
-    def __init__(self, *, suite: str, function: int, dimension: int) -> None:
+    def __init__(
+        self, *, suite: str, function: int, dimension: int, instance: int = INSTANCE
+    ) -> None:
         if suite not in SUITES:
             raise ValueError(f"`suite` must be one of {SUITES}, but got {suite!r}.")
         if function not in FUNCTIONS:
             raise ValueError(f"`function` must be in 1..24, but got {function}.")
+        if instance not in INSTANCES:
+            raise ValueError(f"`instance` must be in 1..15, but got {instance}.")
         cocoex = _cocoex()
-        options = f"function_indices:{function} dimensions:{dimension} instance_indices:{INSTANCE}"
+        options = f"function_indices:{function} dimensions:{dimension} instance_indices:{instance}"
         # The problem belongs to its suite: keep the suite alive as long as the problem.
         self._suite = cocoex.Suite(suite, "", options)
         if len(self._suite) != 1:

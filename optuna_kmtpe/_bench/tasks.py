@@ -301,11 +301,17 @@ def _coco_task(name: str) -> BenchTask | None:
     parsed = coco.parse_task_name(name)
     if parsed is None:
         return None
-    suite, function, dimension = parsed
+    suite, function, dimension, instance = parsed
     return BenchTask(
         name,
-        f"COCO {suite} f{function} in {dimension} dimensions, instance {coco.INSTANCE}, minimised",
-        functools.partial(coco.CocoObjective, suite=suite, function=function, dimension=dimension),
+        f"COCO {suite} f{function} in {dimension} dimensions, instance {instance}, minimised",
+        functools.partial(
+            coco.CocoObjective,
+            suite=suite,
+            function=function,
+            dimension=dimension,
+            instance=instance,
+        ),
         n_trials=coco.N_TRIALS,
         n_startup_trials=coco.N_STARTUP_TRIALS,
         direction="minimize",
@@ -319,7 +325,8 @@ def get_task(name: str) -> BenchTask:
     if task is None:
         raise ValueError(
             f"Unknown benchmark task {name!r}. Known tasks: {', '.join(TASKS)}, and "
-            f"{coco.PATTERN} (NN = 01..24, D = {' or '.join(map(str, coco.DIMENSIONS))})."
+            f"{coco.PATTERN} (NN = 01..24, D = {' or '.join(map(str, coco.DIMENSIONS))}; "
+            "a -iI suffix picks COCO instance I = 1..15)."
         )
     return task
 
