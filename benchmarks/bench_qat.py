@@ -75,8 +75,8 @@ def _step_times(rounds: int, steps: int, batch: int) -> dict[str, list[float]]:
 def _search_child(sampler: str, checkpoint: str, out: str, trials: int, startup: int) -> None:
     import logging
 
-    from optuna_kmtpe._commands.search_run import run_search
-    from optuna_kmtpe._commands.search_run import SearchConfig
+    from optuna_kmtpe._runs.search_run import run_search
+    from optuna_kmtpe._runs.search_run import SearchConfig
 
     logging.getLogger("optuna_kmtpe").setLevel(logging.WARNING)
 

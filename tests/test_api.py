@@ -191,7 +191,7 @@ def test_bits_only_search_on_a_model_with_data_dependent_control_flow(loaders: A
         ),
         (None, {"input_shape": (1, 3, 32, 32)}, ValueError, "cannot take an input of shape"),
         (None, {"input_shape": (8, 8)}, ValueError, "cannot take an input"),
-        (None, {"input_shape": (1, 1, 0)}, ValueError, "batch dimension first"),
+        (None, {"input_shape": (1, 1, 0)}, ValueError, "as positive integers"),
         (None, {"layer_choices": {"fc9": 8}}, ValueError, r"names \['fc9'\].*stem, conv_a"),
         (None, {"layer_choices": {"stem": 5}}, ValueError, "Layer 'stem': bits"),
         (None, {"layer_choices": {"stem": "fp32"}}, ValueError, "only string choice"),

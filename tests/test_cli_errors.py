@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 
+from optuna_kmtpe.cli import build_parser
 from optuna_kmtpe.cli import main
+
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
@@ -30,3 +37,59 @@ def test_errors_name_the_command_and_exit_2(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"kmtpe {argv[0]}: error: "), err
+
+
+def test_command_line_names_match_their_sources() -> None:
+    from optuna_kmtpe._commands import _names
+    from optuna_kmtpe._compress.limits import OBJECTIVES
+    from optuna_kmtpe._sampler_registry import SAMPLERS
+    from optuna_kmtpe._search import pruning
+
+    assert _names.SAMPLERS == tuple(SAMPLERS)
+    assert _names.OBJECTIVES == OBJECTIVES
+    assert _names.PRUNERS == pruning.PRUNERS
+    assert _names.DEFAULT_PRUNER == pruning.DEFAULT_PRUNER
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["search", "--trials", "x"],
+        ["search", "--sampler", "nope"],
+        ["compare", "--threads", "0"],
+        ["sensitivity", "--bogus"],
+        ["--version"],
+    ],
+)
+def test_usage_errors_and_version_load_neither_torch_nor_optuna_nor_numpy(
+    argv: list[str],
+) -> None:
+    # What makes them answer at once; the wall time is measured in docs/first_run.md.
+    code = (
+        "import sys\n"
+        "from optuna_kmtpe.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit as e:\n"
+        "    assert e.code in (0, 2), e.code\n"
+        "print(sorted(m for m in ('torch', 'optuna', 'numpy') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from optuna_kmtpe import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"kmtpe {__version__}"
+
+
+def test_every_search_option_has_help_text() -> None:
+    parser = build_parser(only="search")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    search = sub.choices["search"]
+    missing = [a.option_strings for a in search._actions if a.option_strings and not a.help]
+    assert not missing

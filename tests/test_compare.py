@@ -24,9 +24,9 @@ from optuna_kmtpe import DSPPackingModel
 from optuna_kmtpe import HardwareLimits
 from optuna_kmtpe import MixedPrecisionSearch
 from optuna_kmtpe import MixedPrecisionSpace
-from optuna_kmtpe._commands.compare_run import CompareConfig
-from optuna_kmtpe._commands.compare_run import run_compare
 from optuna_kmtpe._compress.loops import DivergenceError
+from optuna_kmtpe._runs.compare_run import CompareConfig
+from optuna_kmtpe._runs.compare_run import run_compare
 from optuna_kmtpe._search.selection import rescore_top
 from optuna_kmtpe.cli import main
 

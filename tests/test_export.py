@@ -266,3 +266,12 @@ def test_cli_exports_a_run_dir(cases: dict[str, Case], tmp_path: Path) -> None:
         assert summary["check"]["n"] == 360
         assert [r["bits"] for r in summary["layers"]] == SMALL_BITS
         assert out.with_suffix(".summary.md").is_file()
+    # Priced with the run's cost-model reading, named in the summary (no reading: memory).
+    assert "memory-bound" in summary["cost_model"]
+    assert any("--cost-model memory" in n for n in summary["notes"])
+    save_checkpoint(case.model, run / "final_model.pt", meta={**meta, "cost_model": "compute"})
+    out = tmp_path / "c.qonnx.onnx"
+    assert main(["export", str(run), "--format", "qonnx", "--out", str(out), "--no-check"]) == 0
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert "compute-bound" in summary["cost_model"]
+    assert any("--cost-model compute" in n for n in summary["notes"])

@@ -21,7 +21,19 @@ ALLOWED = {
         "_storage",
         "_sampler_registry",
     },
+    "_runs": {
+        "_runs",
+        "_zoo",
+        "_search",
+        "_compress",
+        "_logging",
+        "_budget",
+        "_storage",
+        "_sampler_registry",
+    },
 }
+# Rooms that must not import the command line (it sits on top of them).
+BELOW_COMMANDS = ("_bench", "_runs", "_search", "_zoo", "_compress", "_export")
 
 
 def _imports(path: Path) -> set[str]:
@@ -47,6 +59,12 @@ def test_rooms_depend_one_way() -> None:
         for path in (PACKAGE / room).glob("*.py"):
             bad = _imports(path) - allowed - {"torch"}
             assert not bad, f"{path.name} in {room} imports {sorted(bad)}"
+
+
+def test_nothing_below_the_command_line_imports_it() -> None:
+    for room in BELOW_COMMANDS:
+        for path in (PACKAGE / room).glob("*.py"):
+            assert "_commands" not in _imports(path), f"{room}/{path.name} imports _commands"
 
 
 def test_sampler_room_imports_neither_torch_nor_the_rest() -> None:

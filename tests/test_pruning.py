@@ -18,11 +18,11 @@ from torch.utils.data import TensorDataset
 from optuna_kmtpe import HardwareLimits
 from optuna_kmtpe import MixedPrecisionSearch
 from optuna_kmtpe._budget import counted
-from optuna_kmtpe._commands import search_run
-from optuna_kmtpe._commands.search_run import _resolve
-from optuna_kmtpe._commands.search_run import run_search
-from optuna_kmtpe._commands.search_run import SearchConfig
-from optuna_kmtpe._commands.search_run import SearchError
+from optuna_kmtpe._runs import search_run
+from optuna_kmtpe._runs.search_run import resolve_config
+from optuna_kmtpe._runs.search_run import run_search
+from optuna_kmtpe._runs.search_run import SearchConfig
+from optuna_kmtpe._runs.search_run import SearchError
 from optuna_kmtpe._search.api import choose
 from optuna_kmtpe._search.pruning import make_pruner
 from optuna_kmtpe._search.pruning import PRUNERS
@@ -288,7 +288,7 @@ def test_the_default_pruner_is_successive_halving_where_it_can_prune(
     objective: str, epochs: int, expected: str
 ) -> None:
     config = SearchConfig(objective=objective, epochs=epochs)
-    assert _resolve(config).pruner == expected
+    assert resolve_config(config).pruner == expected
 
 
 def test_pruner_with_the_pareto_objective_or_an_unknown_name_is_refused(

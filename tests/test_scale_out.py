@@ -17,8 +17,8 @@ from optuna_kmtpe._budget import FAIL_REASON
 from optuna_kmtpe._budget import StopAtTarget
 from optuna_kmtpe._budget import SURPLUS
 from optuna_kmtpe._budget import Surplus
-from optuna_kmtpe._commands.search_run import run_search
-from optuna_kmtpe._commands.search_run import SearchError
+from optuna_kmtpe._runs.search_run import run_search
+from optuna_kmtpe._runs.search_run import SearchError
 from optuna_kmtpe._search.study import requeue_interrupted
 from tests._logs import captured_logs
 from tests.test_search import _tiny

@@ -186,15 +186,15 @@ def quant_search(
 
     Offline (``data_dir`` None) it searches ``small_cnn`` on scikit-learn digits, the offline
     proxy; with ``data_dir`` it searches ResNet-18 on CIFAR-100 there, as the paper does.
-    ``options`` override :class:`~optuna_kmtpe._commands.search_run.SearchConfig` fields
+    ``options`` override :class:`~optuna_kmtpe._runs.search_run.SearchConfig` fields
     (epochs, limits); the run goes through :class:`~optuna_kmtpe.MixedPrecisionSearch`, its
     progress messages silenced (the bench reports its own).
     """
     import logging
     import tempfile
 
-    from optuna_kmtpe._commands.search_run import run_search
-    from optuna_kmtpe._commands.search_run import SearchConfig
+    from optuna_kmtpe._runs.search_run import run_search
+    from optuna_kmtpe._runs.search_run import SearchConfig
 
     logger = logging.getLogger("optuna_kmtpe")
     level = logger.level

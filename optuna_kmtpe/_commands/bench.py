@@ -12,6 +12,7 @@ from typing import Any
 def register(subparsers: Any) -> None:
     from optuna_kmtpe._bench import coco
     from optuna_kmtpe._bench.tasks import TASKS
+    from optuna_kmtpe._commands._options import add_threads
     from optuna_kmtpe._sampler_registry import SAMPLERS
 
     parser = subparsers.add_parser(
@@ -60,11 +61,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--checkpoints", default="20,40,60,100", help="trial counts reported in the summary"
     )
+    add_threads(parser)
     parser.add_argument("--json", action="store_true", help="print the spread table as JSON")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from optuna_kmtpe._runs.threads import set_threads
+
+    set_threads(args.threads)  # first: before torch loads and anything trains
     from optuna_kmtpe._bench.runner import run_benchmark
     from optuna_kmtpe._bench.runner import run_shared_benchmark
     from optuna_kmtpe._bench.stats import markdown_summary

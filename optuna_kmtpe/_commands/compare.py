@@ -1,5 +1,5 @@
 """``kmtpe compare``: the search against uniform bits, HAWQ-V3's ILP and a greedy allocation
-under the same limits and the same final training (:mod:`optuna_kmtpe._commands.compare_run`)."""
+under the same limits and the same final training (:mod:`optuna_kmtpe._runs.compare_run`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    from optuna_kmtpe._search.pruning import DEFAULT_PRUNER
-    from optuna_kmtpe._search.pruning import PRUNERS
+    from optuna_kmtpe._commands._names import DEFAULT_PRUNER
+    from optuna_kmtpe._commands._names import PRUNERS
+    from optuna_kmtpe._commands._options import add_threads
 
     p = subparsers.add_parser(
         "compare",
@@ -74,15 +75,19 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--out", default="kmtpe_runs/compare", help="output folder")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when present)")
+    add_threads(p)
     p.add_argument("--json", action="store_true", help="print comparison.json on stdout")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``kmtpe compare``; returns the exit status."""
-    from optuna_kmtpe._commands.compare_run import CompareConfig
-    from optuna_kmtpe._commands.compare_run import run_compare
-    from optuna_kmtpe._commands.search_run import SearchError
+    from optuna_kmtpe._runs.threads import set_threads
+
+    set_threads(args.threads)  # first: before torch loads and anything trains
+    from optuna_kmtpe._runs.compare_run import CompareConfig
+    from optuna_kmtpe._runs.compare_run import run_compare
+    from optuna_kmtpe._runs.search_run import SearchError
     from optuna_kmtpe._search.checkpoint import CheckpointError
     from optuna_kmtpe._zoo.data import DataError
 
@@ -111,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         pruner=args.pruner,
         out=args.out,
         device=args.device,
+        threads=args.threads,
     )
     try:
         summary = run_compare(config)

@@ -93,11 +93,13 @@ def run(args: argparse.Namespace) -> int:
             inputs = data.prepare(images)
             label = f"{data.label}, test split, {len(labels)} images, seed {args.seed}"
         out = Path(args.out)
+        reading = run_cost_model(args.run_dir, meta)
         summary = export(
             qmodel,
             shape,
             format=args.format,
             path=out,
+            cost_model=_reading_model(qmodel, shape, reading),
             inputs=inputs,
             labels=labels,
             inputs_label=label,
@@ -107,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"kmtpe export: error: {e}", file=sys.stderr)
         return 2
     summary.notes.append(
-        f"Run {args.run_dir}: model {meta['model']}, bits {meta['bits']}, widths {meta['widths']}."
+        f"Run {args.run_dir}: model {meta['model']}, bits {meta['bits']}, "
+        f"widths {meta['widths']}; priced with the run's cost-model reading "
+        f"(--cost-model {reading})."
     )
     if inputs is not None:
         summary.notes.append(
@@ -165,6 +169,27 @@ def load_run(
     load_checkpoint(qmodel, ckpt)
     qmodel.to(device).eval()
     return qmodel, meta, zoo_input_shape(meta["model"])
+
+
+def run_cost_model(run_dir: str | Path, meta: dict[str, Any]) -> str:
+    """The cost-model reading (``memory`` / ``compute``) a search run was priced with: from
+    the final model's meta, else its ``result.json``, else ``memory`` (runs from before
+    ``--cost-model`` existed)."""
+    if "cost_model" in meta:
+        return str(meta["cost_model"])
+    result = Path(run_dir) / "result.json"
+    if result.is_file():
+        return str(json.loads(result.read_text()).get("cost_model", "memory"))
+    return "memory"
+
+
+def _reading_model(qmodel: torch.nn.Module, shape: tuple[int, ...], reading: str) -> Any:
+    import copy
+
+    from optuna_kmtpe._compress.cost import DSPPackingModel
+    from optuna_kmtpe._runs.zoo import COST_MODELS
+
+    return DSPPackingModel(copy.deepcopy(qmodel).cpu(), shape, **COST_MODELS[reading])
 
 
 def write_summary(summary: ExportSummary, path: str | Path) -> None:

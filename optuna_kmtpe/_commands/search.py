@@ -17,12 +17,10 @@ import json
 import sys
 from typing import Any
 
-from optuna_kmtpe._compress.limits import OBJECTIVES
-from optuna_kmtpe._sampler_registry import SAMPLERS as _SAMPLER_FACTORIES
-from optuna_kmtpe._search.pruning import PRUNERS
-
-
-SAMPLERS = tuple(_SAMPLER_FACTORIES)
+from optuna_kmtpe._commands._names import OBJECTIVES
+from optuna_kmtpe._commands._names import PRUNERS
+from optuna_kmtpe._commands._names import SAMPLERS
+from optuna_kmtpe._commands._options import add_threads
 
 
 def register(subparsers: Any) -> None:
@@ -61,13 +59,24 @@ def register(subparsers: Any) -> None:
     )
     g.add_argument("--lr", type=float, default=0.001, help="candidates' peak LR (default 1e-3)")
     g.add_argument("--final-lr", type=float, default=0.01, help="base/final peak LR (0.01)")
-    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
     g.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when present)")
     g = p.add_argument_group("search")
-    g.add_argument("--sampler", choices=SAMPLERS, default="kmeans-tpe")
+    g.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default="kmeans-tpe",
+        help="the study's sampler (default kmeans-tpe: k-means TPE, rank dead-zone split)",
+    )
     g.add_argument("--trials", type=int, default=160, help="total trials (default 160)")
     g.add_argument("--startup", type=int, default=40, help="random trials first (default 40)")
-    g.add_argument("--objective", choices=OBJECTIVES, default="lagrangian")
+    g.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default="lagrangian",
+        help="lagrangian (default: accuracy minus the limits' penalty), constraints (Optuna "
+        "constraints), pareto (accuracy x size / latency, multi-objective)",
+    )
     g.add_argument("--size-limit-mb", type=float, help="model size limit mu (MB)")
     g.add_argument("--latency-limit-ms", type=float, help="latency limit tau (ms)")
     g.add_argument("--min-speedup", type=float, help="speedup vs FiP16 at least this")
@@ -111,8 +120,12 @@ def register(subparsers: Any) -> None:
     )
     g.add_argument("--clusters", type=int, default=4, help="k of the Hessian clustering (4)")
     g.add_argument("--hessian-samples", type=int, default=50, help="max Hutchinson samples/layer")
-    g.add_argument("--hessian-batches", type=int, default=2)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument(
+        "--hessian-batches", type=int, default=2, help="training batches of the traces (2)"
+    )
+    g.add_argument(
+        "--seed", type=int, default=0, help="seeds data split, training and sampler (0)"
+    )
     g = p.add_argument_group("storage and output")
     g.add_argument("--out", default="kmtpe_runs/search", help="output folder")
     g.add_argument(
@@ -125,9 +138,7 @@ def register(subparsers: Any) -> None:
     g.add_argument(
         "--workers", type=int, default=1, help="processes on this machine sharing --trials (1)"
     )
-    g.add_argument(
-        "--threads", type=int, help="torch threads per worker (default 1 with --workers > 1)"
-    )
+    add_threads(g)
     g.add_argument(
         "--no-final",
         dest="final",
@@ -139,18 +150,26 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="with --resume: fail and re-run RUNNING trials (no other worker may be alive)",
     )
-    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars (default: when stderr is a terminal)",
+    )
     g.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``kmtpe search``; returns the exit status."""
+    from optuna_kmtpe._runs.threads import set_threads
+
+    set_threads(args.threads)  # first: before torch loads and anything trains
     # NOTE: imported here, not at the top, so that ``kmtpe --help`` does not load torch.
-    from optuna_kmtpe._commands.search_run import run_search
-    from optuna_kmtpe._commands.search_run import SearchConfig
-    from optuna_kmtpe._commands.search_run import SearchError
-    from optuna_kmtpe._commands.search_run import summary_text
+    from optuna_kmtpe._runs.search_run import run_search
+    from optuna_kmtpe._runs.search_run import SearchConfig
+    from optuna_kmtpe._runs.search_run import SearchError
+    from optuna_kmtpe._runs.search_run import summary_text
     from optuna_kmtpe._search.checkpoint import CheckpointError
     from optuna_kmtpe._zoo.data import DataError
 

@@ -26,6 +26,7 @@ RANDOM_LABEL = "random tensors (timing only: traces are NOT a sensitivity of rea
 
 def register(subparsers: Any) -> None:
     """Add the ``sensitivity`` parser to the ``kmtpe`` subparsers."""
+    from optuna_kmtpe._commands._options import add_threads
     from optuna_kmtpe._zoo.catalog import DATASETS
     from optuna_kmtpe._zoo.catalog import MODEL_NAMES
 
@@ -61,7 +62,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--scale", choices=("log", "linear"), default="log")
     p.add_argument("--bits", default="8,6,4,3,2", help="candidate bit-widths B")
     p.add_argument("--widths", default="0.75,0.875,1,1.125,1.25", help="multipliers S")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    add_threads(p)
     p.add_argument("--device", default=None, help="e.g. cuda; default: cuda if available")
     p.add_argument("--plot", help="write a bar chart of the normalised traces (PNG)")
     p.add_argument("--space-out", help="write the pruned MixedPrecisionSpace as JSON")
@@ -84,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compute(args: argparse.Namespace) -> dict[str, Any]:
+    from optuna_kmtpe._runs.threads import set_threads
+
+    set_threads(args.threads)  # first: before torch loads and anything trains
     import torch
     import torch.nn.functional as F
 
@@ -94,8 +98,6 @@ def _compute(args: argparse.Namespace) -> dict[str, Any]:
 
     bits = _parse_list(args.bits, int, "--bits")
     widths = _parse_list(args.widths, float, "--widths")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(args.seed)
     data, batches, label, num_classes = _data_batches(args)

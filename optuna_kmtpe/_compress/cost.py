@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from optuna_kmtpe._compress.shapes import one_input_shape
 from optuna_kmtpe._compress.widths import check_widths
 from optuna_kmtpe._compress.widths import per_layer_values
 
@@ -121,7 +122,8 @@ class DSPPackingModel:
             depthwise / ``Linear``)
             (run once on a zero input to read the layer shapes; not modified). Width
             multipliers additionally need a ``torch.fx``-traceable model.
-        input_shape: Shape of one input without the batch dimension, e.g. ``(3, 32, 32)``.
+        input_shape: Shape of one input without the batch dimension, e.g. ``(3, 32, 32)``
+            (a leading batch dimension of 1 is accepted too: ``_compress.shapes``).
         rows: M, PE rows (output channels processed in parallel). Default 32 (assumption).
         cols: N, PE columns (patch entries processed in parallel). Default 32 (assumption;
             32 x 32 = 1,024 DSPs, within e.g. a Zynq UltraScale+ ZU9EG's 2,520).
@@ -177,7 +179,8 @@ class DSPPackingModel:
         self._bytes_per_cycle = None if dram_gbps is None else dram_gbps * 1e9 / self.clock_hz
         self._energy = (float(pj_per_dsp_op), float(pj_per_dram_byte), float(pj_per_bram_byte))
 
-        shapes = _trace_shapes(model, tuple(input_shape))
+        input_shape = one_input_shape(model, input_shape)
+        shapes = _trace_shapes(model, input_shape)
         self.layer_names: tuple[str, ...] = tuple(shapes)
         self._kind = np.array([s[0] for s in shapes.values()])
         self._kernel = np.array([s[1] for s in shapes.values()], dtype=np.int64)

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from optuna_kmtpe._compress.shapes import one_input_shape
 from optuna_kmtpe._export._layers import ExportError
 
 
@@ -140,7 +141,8 @@ def export(
     Args:
         qmodel: A model quantised with :func:`optuna_kmtpe._compress.quant.quantize_model` (widths
             applied, trained) whose input ranges are calibrated.
-        input_shape: One input without the batch dimension, e.g. ``(1, 8, 8)``.
+        input_shape: One input without the batch dimension, e.g. ``(1, 8, 8)`` (a leading
+            batch dimension of 1 is accepted too: :mod:`optuna_kmtpe._compress.shapes`).
         format: ``"qonnx"``, ``"qcdq"`` or ``"hls4ml"``.
         path: Output ``.onnx`` file (qonnx, qcdq) or folder (hls4ml).
         inputs: Optional batch of (normalised) inputs to execute the export on and compare
@@ -168,7 +170,7 @@ def export(
 
     if format not in FORMATS:
         raise ExportError(f"Unknown format {format!r}; choose one of {', '.join(FORMATS)}.")
-    input_shape = tuple(int(d) for d in input_shape)
+    input_shape = one_input_shape(qmodel, tuple(int(d) for d in input_shape))
     path = Path(path)
     quant = read_quantization(qmodel)
     order = execution_order(qmodel, input_shape)

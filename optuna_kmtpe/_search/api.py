@@ -37,6 +37,7 @@ from optuna_kmtpe._compress.search_space import DEFAULT_BITS
 from optuna_kmtpe._compress.search_space import DEFAULT_WIDTHS
 from optuna_kmtpe._compress.search_space import MixedPrecisionSpace
 from optuna_kmtpe._compress.sensitivity import TraceEstimate
+from optuna_kmtpe._compress.shapes import one_input_shape
 from optuna_kmtpe._logging import get_logger
 from optuna_kmtpe._search.baselines import BaselineResult
 from optuna_kmtpe._search.baselines import run_baseline
@@ -50,6 +51,7 @@ from optuna_kmtpe._search.objective import FLOAT_COST_BITS
 from optuna_kmtpe._search.objective import TrainFn
 from optuna_kmtpe._search.objective import TrialObjective
 from optuna_kmtpe._search.selection import rescore_top
+from optuna_kmtpe._search.selection import rescoring_record
 from optuna_kmtpe._search.space import estimate_space
 
 
@@ -80,6 +82,8 @@ class BestConfiguration:
         params: The trial's parameters (``study.enqueue_trial`` takes them).
         rescored_accuracy: With ``best(study, rescore=k)``: the mean of the trial's score
             and its re-scores (fresh training seeds); else None.
+        rescoring: With ``rescore=k``: every re-scored configuration, best mean first
+            (:func:`~optuna_kmtpe._search.selection.rescoring_record`); else empty.
     """
 
     trial: int
@@ -92,6 +96,7 @@ class BestConfiguration:
     energy_mj: float
     params: dict[str, Any] = field(default_factory=dict)
     rescored_accuracy: float | None = None
+    rescoring: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -197,9 +202,9 @@ class MixedPrecisionSearch:
             ``DataLoader``). Required unless ``train_fn`` is given.
         val_loader: Validation batches that score each candidate. Required unless
             ``eval_fn`` is given.
-        input_shape: Shape of one input batch, batch dimension first, e.g. ``(1, 1, 8, 8)``
-            (``tuple(next(iter(train_loader))[0].shape)`` works). The cost model prices one
-            sample.
+        input_shape: Shape of one input, e.g. ``(1, 8, 8)``; a leading batch dimension of 1,
+            ``(1, 1, 8, 8)``, is accepted too (:mod:`optuna_kmtpe._compress.shapes`: the
+            convention of the whole API). The cost model prices one sample.
         limits: The :class:`~optuna_kmtpe.HardwareLimits` (``None``: accuracy alone).
         epochs: Quantisation-aware training epochs per candidate.
         lr: Peak learning rate of the default recipe (Adam, weight decay 1e-4, OneCycle).
@@ -331,12 +336,12 @@ class MixedPrecisionSearch:
             model.to(self._device)
         self._model = model
         self._layers = tuple(quantisable_layers(model))  # raises, naming a bad layer
-        self._input_shape = _check_input_shape(model, input_shape, self._device)
+        self._input_shape = one_input_shape(model, input_shape, self._device)
         self._choices: dict[str, LayerChoice] = resolve_choices(layer_choices, self._layers)
         self._float = tuple(n for n in self._layers if self._choices.get(n, _FREE).keep_float)
         self._searched = tuple(n for n in self._layers if n not in self._float)
         try:
-            self._cost = DSPPackingModel(model, self._input_shape[1:], **dict(hardware or {}))
+            self._cost = DSPPackingModel(model, self._input_shape, **dict(hardware or {}))
         except TypeError as e:
             raise ValueError(
                 f"`hardware` takes DSPPackingModel's keyword arguments ({_HARDWARE_ARGS}), but"
@@ -563,9 +568,10 @@ class MixedPrecisionSearch:
                 f"{study.study_name!r}; relax the limits, run more trials, or pass "
                 "train_infeasible=True to see the accuracy of the others."
             )
-        rescored = None
+        rescored, rescoring = None, []
         if rescore > 0:
             ranked = rescore_top(study, self.objective(), top=rescore, repeats=rescore_repeats)
+            rescoring = rescoring_record(study, ranked)
             if ranked:  # else every re-score diverged: keep the single best trial
                 chosen = study.get_trials(deepcopy=False)[ranked[0].trial]
                 rescored = ranked[0].mean
@@ -581,6 +587,7 @@ class MixedPrecisionSearch:
             energy_mj=float(a["energy_mj"]),
             params=dict(chosen.params),
             rescored_accuracy=rescored,
+            rescoring=rescoring,
         )
 
     def baseline(self, method: str) -> BaselineResult:
@@ -682,28 +689,3 @@ _HARDWARE_ARGS = (
 def _device_of(model: nn.Module) -> torch.device:
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
-
-
-def _check_input_shape(
-    model: nn.Module, input_shape: Sequence[int], device: torch.device
-) -> tuple[int, ...]:
-    shape = tuple(input_shape) if isinstance(input_shape, (list, tuple, torch.Size)) else ()
-    if len(shape) < 2 or not all(isinstance(d, int) and d >= 1 for d in shape):
-        raise ValueError(
-            f"`input_shape` must be the shape of one input batch, batch dimension first, "
-            f"e.g. (1, 3, 32, 32); got {input_shape!r}."
-        )
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros((1, *shape[1:]), device=device))
-    except Exception as e:  # noqa: BLE001 - any failure means the shape does not fit
-        raise ValueError(
-            f"The model cannot take an input of shape {shape} ({type(e).__name__}: {e}). "
-            "`input_shape` is one batch's shape with the batch dimension first; "
-            "tuple(next(iter(train_loader))[0].shape) gives it."
-        ) from None
-    finally:
-        model.train(was_training)
-    return shape

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-import tempfile
+import secrets
 from typing import Any
 from typing import TYPE_CHECKING
 
@@ -38,10 +38,13 @@ def atomic_write(path: str | Path, write: Any, *, mode: str = "w") -> None:
     """Write ``path`` through a temporary file in the same folder and ``os.replace``.
 
     ``write(file)`` writes the content; a crash leaves either the old file or the new one.
+    The file gets the permissions of a plain ``open``: 0666 less the umask.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+    # NOTE: os.open, not tempfile.mkstemp: mkstemp makes the file 0600 whatever the umask.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, mode) as f:
             write(f)

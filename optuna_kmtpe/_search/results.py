@@ -4,11 +4,12 @@
   accuracy, size, speedup, latency, energy, feasibility and the bit-width and effective width
   multiplier of every layer (``bits/<layer>``, ``width/<layer>``), from the user attributes the
   search records on each trial.
-* :func:`write_plots`: ``history.png`` (Optuna's optimisation history; the Pareto front for
+* :func:`write_plots`: ``history.png`` (the optimisation history; Optuna's Pareto front for
   multi-objective studies), ``accuracy_vs_size.png`` (every explored configuration, the chosen
   one marked, as the paper's Fig. 4) and ``report.html`` (the same two figures with plotly,
-  self-contained; the history shows the feasible trials only, saying how many others there
-  are). :func:`write_report` rewrites ``report.html`` with the result in words on top.
+  self-contained). Both histories show the validation accuracy (%) of the feasible trained
+  trials and say how many others (over a limit, pruned) are not shown.
+  :func:`write_report` rewrites ``report.html`` with the result in words on top.
 
 Every file is written atomically (temporary file + ``os.replace``).
 """
@@ -111,19 +112,28 @@ def write_plots(
     written: list[Path] = []
     done = table[table["state"] == "COMPLETE"]
 
-    # 1. Optimisation history (Optuna's own plot).
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Optuna's matplotlib backend is "experimental"
-        if len(study.directions) == 1:
-            ax = optuna.visualization.matplotlib.plot_optimization_history(study)
-        else:
+    # 1. Optimisation history: as report.html's (validation accuracy in %, feasible trained
+    # trials, best so far; how many others are not shown); Optuna's Pareto front if several
+    # objectives.
+    if len(study.directions) == 1:
+        ok, note = _history_points(table)
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        acc = 100 * ok["accuracy"].astype(float)
+        ax.scatter(ok["trial"], acc, s=14, color="tab:blue", label="feasible trial")
+        ax.plot(ok["trial"], acc.cummax(), color="tab:red", label="best so far")
+        ax.set_xlabel("trial")
+        ax.set_ylabel("validation accuracy (%)")
+        ax.set_title(f"Optimisation history: {title}{note}", fontsize=9)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna's matplotlib backend is "experimental"
             ax = optuna.visualization.matplotlib.plot_pareto_front(
                 study, target_names=["accuracy", *_extra_names(study)]
             )
-    fig = ax.figure
-    fig.suptitle(title, fontsize=9)
-    if len(study.directions) == 1:
-        _zoom_on_feasible(ax, done)
+        fig = ax.figure
+        fig.suptitle(title, fontsize=9)
     written.append(_save_png(fig, out / "history.png"))
     plt.close(fig)  # type: ignore[arg-type]
 
@@ -182,22 +192,23 @@ def write_plots(
     plt.close(fig)
 
     # 3. Interactive HTML (plotly): history and accuracy vs size in one self-contained file.
-    written.append(_write_html(study, done, out / "report.html", chosen, title, size_limit_mb))
+    written.append(_write_html(study, table, out / "report.html", chosen, title, size_limit_mb))
     return written
 
 
-def _zoom_on_feasible(ax: Any, done: pd.DataFrame) -> None:
-    """Limit the y axis to feasible values: Lagrangian penalties are orders of magnitude
-    larger and would flatten everything else; say how many points fall below."""
-    ok = done[done["feasible"].astype(bool) & done["trained"].astype(bool)]["value"]
-    if len(ok) == 0 or len(ok) == len(done):
-        return
-    lo, hi = float(ok.min()), float(ok.max())
-    pad = max(hi - lo, 1e-3) * 0.1
-    ax.set_ylim(lo - pad, hi + pad)
-    below = int((done["value"] < lo - pad).sum())
-    if below:
-        ax.set_title(f"{ax.get_title()} ({below} trials over a limit below the axis)", fontsize=9)
+def _history_points(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The feasible trained COMPLETE trials the history shows, and a note on the others:
+    over a limit (their penalised values would flatten the axis) and pruned."""
+    done = table[table["state"] == "COMPLETE"]
+    ok = done[done["feasible"].astype(bool) & done["trained"].astype(bool)]
+    parts = []
+    if len(done) > len(ok):
+        parts.append(f"{len(done) - len(ok)} over a limit")
+    pruned = int((table["state"] == "PRUNED").sum())
+    if pruned:
+        parts.append(f"{pruned} pruned")
+    note = f" (not shown: {', '.join(parts)})" if parts else ""
+    return ok, note
 
 
 def _extra_names(study: optuna.Study) -> list[str]:
@@ -223,21 +234,18 @@ def write_report(
     """Write ``report.html``: ``summary`` (lines in words) above the optimisation history of
     the feasible trials (penalised ones would flatten its axis; their number is given) and
     accuracy against size (plotly, self-contained)."""
-    done = table[table["state"] == "COMPLETE"]
-    return _write_html(study, done, Path(path), chosen, title, size_limit_mb, summary)
+    return _write_html(study, table, Path(path), chosen, title, size_limit_mb, summary)
 
 
-def _feasible_history(done: pd.DataFrame, title: str) -> Any:
+def _feasible_history(table: pd.DataFrame, title: str) -> Any:
     """Validation accuracy of the feasible trained trials by trial number, best so far."""
     import plotly.graph_objects as go
 
-    ok = done[done["feasible"].astype(bool) & done["trained"].astype(bool)]
+    ok, note = _history_points(table)
     fig = go.Figure()
     acc = 100 * ok["accuracy"].astype(float)
     fig.add_trace(go.Scatter(x=ok["trial"], y=acc, mode="markers", name="feasible trial"))
     fig.add_trace(go.Scatter(x=ok["trial"], y=acc.cummax(), mode="lines", name="best so far"))
-    hidden = len(done) - len(ok)
-    note = f" ({hidden} trials over a limit not shown)" if hidden else ""
     fig.update_layout(
         title=f"Optimisation history: {title}{note}",
         xaxis_title="trial",
@@ -248,7 +256,7 @@ def _feasible_history(done: pd.DataFrame, title: str) -> Any:
 
 def _write_html(
     study: optuna.Study,
-    done: pd.DataFrame,
+    table: pd.DataFrame,
     path: Path,
     chosen: int | None,
     title: str,
@@ -258,8 +266,9 @@ def _write_html(
     import optuna
     import plotly.graph_objects as go
 
+    done = table[table["state"] == "COMPLETE"]
     if len(study.directions) == 1:
-        history = _feasible_history(done, title)
+        history = _feasible_history(table, title)
     else:
         history = optuna.visualization.plot_pareto_front(
             study, target_names=["accuracy", *_extra_names(study)]

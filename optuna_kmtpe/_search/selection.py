@@ -7,13 +7,15 @@ configurations ``repeats`` more times with fresh seeds, exactly as a trial train
 ranks them by the mean of all their scores (the trial's and the new ones).
 
 Example:
-    >>> round(Rescored(trial=3, accuracy=0.9, rescored=(0.8, 0.85)).mean, 6)
-    0.85
+    >>> r = Rescored(trial=3, accuracy=0.9, rescored=(0.8, 0.85))
+    >>> round(r.mean, 6), round(r.sd, 6)
+    (0.85, 0.05)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from optuna_kmtpe._search.objective import TrialObjective
 
 
-__all__ = ["RESCORE_SEED", "Rescored", "candidates", "rescore_top"]
+__all__ = ["RESCORE_SEED", "Rescored", "candidates", "rescore_top", "rescoring_record"]
 
 #: Re-scores train with ``seed + RESCORE_SEED + 1000 * rank + repeat``: never a trial's seed
 #: (``seed + trial.number``) in a study of fewer than 100,000 trials.
@@ -49,6 +51,34 @@ class Rescored:
     def mean(self) -> float:
         """Mean of the trial's score and the re-scores."""
         return float(np.mean([self.accuracy, *self.rescored]))
+
+    @property
+    def sd(self) -> float:
+        """Sample standard deviation of the trial's score and the re-scores."""
+        return float(np.std([self.accuracy, *self.rescored], ddof=1))
+
+
+def rescoring_record(study: optuna.Study, ranked: list[Rescored]) -> list[dict[str, Any]]:
+    """What decided the choice, best mean first: per re-scored trial its configuration
+    (layer -> bits, layer -> width, params, size, speedup) and scores (the trial's first)."""
+    trials = study.get_trials(deepcopy=False)
+    record = []
+    for r in ranked:
+        a = trials[r.trial].user_attrs
+        record.append(
+            {
+                "trial": r.trial,
+                "bits": dict(zip(a["layers"], a["bits"])),
+                "widths": dict(zip(a["layers"], a["widths"])),
+                "params": dict(trials[r.trial].params),
+                "size_mb": float(a["size_mb"]),
+                "speedup": float(a["speedup"]),
+                "scores": [r.accuracy, *r.rescored],
+                "mean": r.mean,
+                "sd": r.sd,
+            }
+        )
+    return record
 
 
 def candidates(study: optuna.Study) -> list[FrozenTrial]:
@@ -98,5 +128,9 @@ def rescore_top(
             _logger.info(f"re-score of trial {t.number} diverged ({e}); it is not chosen")
             continue
         found.append(Rescored(t.number, float(t.user_attrs["accuracy"]), tuple(scores)))
+        _logger.info(
+            f"re-score of trial {t.number}: {found[-1].mean:.4f} +- {found[-1].sd:.4f} "
+            f"(trial {found[-1].accuracy:.4f}, re-scores {', '.join(f'{x:.4f}' for x in scores)})"
+        )
     order = sorted(range(len(found)), key=lambda i: (-found[i].mean, i))
     return [found[i] for i in order]

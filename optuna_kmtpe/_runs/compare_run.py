@@ -38,19 +38,21 @@ from typing import Any
 import optuna
 import torch
 
-from optuna_kmtpe._commands import compare_report
-from optuna_kmtpe._commands.search_run import _base_model
-from optuna_kmtpe._commands.search_run import _hessian_batches
-from optuna_kmtpe._commands.search_run import _resolve
-from optuna_kmtpe._commands.search_run import _ZooEvaluator
-from optuna_kmtpe._commands.search_run import _ZooTrainer
-from optuna_kmtpe._commands.search_run import COST_MODELS
-from optuna_kmtpe._commands.search_run import SearchConfig
-from optuna_kmtpe._commands.search_run import SearchError
 from optuna_kmtpe._compress.cost import DSPPackingModel
 from optuna_kmtpe._compress.limits import HardwareLimits
 from optuna_kmtpe._compress.loops import pick_device
 from optuna_kmtpe._logging import get_logger
+from optuna_kmtpe._runs import compare_report
+from optuna_kmtpe._runs.search_run import resolve_config
+from optuna_kmtpe._runs.search_run import SearchConfig
+from optuna_kmtpe._runs.threads import set_threads
+from optuna_kmtpe._runs.zoo import base_model
+from optuna_kmtpe._runs.zoo import COST_MODELS
+from optuna_kmtpe._runs.zoo import hessian_batches
+from optuna_kmtpe._runs.zoo import SearchError
+from optuna_kmtpe._runs.zoo import zoo_limits
+from optuna_kmtpe._runs.zoo import ZooEvaluator
+from optuna_kmtpe._runs.zoo import ZooTrainer
 from optuna_kmtpe._sampler_registry import make_sampler
 from optuna_kmtpe._sampler_registry import SAMPLERS
 from optuna_kmtpe._search.api import MixedPrecisionSearch
@@ -106,6 +108,8 @@ class CompareConfig:
     pruner: str = DEFAULT_PRUNER
     out: str = "kmtpe_runs/compare"
     device: str | None = None
+    # torch threads, set before anything trains (None: DEFAULT_THREADS)
+    threads: int | None = None
 
 
 def run_compare(
@@ -123,6 +127,7 @@ def run_compare(
     """
     cfg = config
     search_cfg = _check(cfg)
+    set_threads(cfg.threads)  # before the base model and the traces
     out = Path(cfg.out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -131,21 +136,34 @@ def run_compare(
     _logger.info(f"data: {data.summary()}")
     if search_cfg.checkpoint is None and (out / "base_model.pt").is_file():
         search_cfg.checkpoint = str(out / "base_model.pt")  # every process, one base model
-    base = _base_model(search_cfg, data, out, device)
+    base = base_model(
+        str(search_cfg.model),
+        data,
+        out=out,
+        device=device,
+        seed=search_cfg.seed,
+        epochs=int(search_cfg.base_epochs or 0),
+        lr=search_cfg.final_lr,
+        batch_size=search_cfg.batch_size,
+        meta={"model": search_cfg.model, "dataset": cfg.dataset, "num_classes": data.num_classes},
+        checkpoint=search_cfg.checkpoint,
+    )
     limits = _limits(cfg, str(search_cfg.model), data.num_classes)
     search = MixedPrecisionSearch(
         base,
-        train_fn=_ZooTrainer(data, cfg.lr, cfg.batch_size, device),
-        eval_fn=_ZooEvaluator(data, "val", device),
+        train_fn=ZooTrainer(data, cfg.lr, cfg.batch_size, device),
+        eval_fn=ZooEvaluator(data, "val", device),
         input_shape=(1, *data.input_shape),
         limits=limits,
         epochs=cfg.epochs,
-        hessian_data=_hessian_batches(search_cfg, data, device),
+        hessian_data=hessian_batches(
+            data, search_cfg.batch_size, search_cfg.hessian_batches, search_cfg.seed, device
+        ),
         device=device,
         seed=0,
         hardware=COST_MODELS[cfg.cost_model],
     )
-    final_train = _ZooTrainer(data, cfg.final_lr, cfg.batch_size, device)
+    final_train = ZooTrainer(data, cfg.final_lr, cfg.batch_size, device)
     setting = {
         "dataset": cfg.dataset,
         "dataset_label": data.label,
@@ -214,13 +232,15 @@ def _check(config: CompareConfig) -> SearchConfig:
             raise SearchError(f"`{name}` must be >= 1, got {getattr(config, name)}.")
     if config.rescore < 0 or config.rescore_repeats < 1:
         raise SearchError("`rescore` must be >= 0 and `rescore_repeats` >= 1.")
+    if config.threads is not None and config.threads < 1:
+        raise SearchError(f"`threads` must be a positive integer, got {config.threads!r}.")
     if config.cost_model not in COST_MODELS:
         raise SearchError(
             f"Unknown cost model {config.cost_model!r}; choose from memory, compute."
         )
     if not (math.isfinite(config.avg_bits) and 2 <= config.avg_bits <= 16):
         raise SearchError(f"`avg-bits` must be in [2, 16], got {config.avg_bits!r}.")
-    search_cfg = _resolve(
+    search_cfg = resolve_config(
         SearchConfig(
             dataset=config.dataset,
             model=config.model,
@@ -253,15 +273,16 @@ def _limits(cfg: CompareConfig, model: str, num_classes: int) -> HardwareLimits:
     with torch.device("meta"):
         meta = build_model(model, num_classes)
     cost = DSPPackingModel(meta, zoo_input_shape(model), **COST_MODELS[cfg.cost_model])
-    latency = cfg.latency_limit_ms
-    if cfg.min_speedup is not None:
-        from_speedup = cost.baseline().latency_ms / cfg.min_speedup
-        latency = from_speedup if latency is None else min(latency, from_speedup)
-    size = cfg.size_limit_mb
-    if _size_from_bits(cfg):
-        size = cost.baseline().size_mb * cfg.avg_bits / 16.0
-        _logger.info(f"limits: size <= {size:.6g} MB ({cfg.avg_bits:g} bits per weight, width 1)")
-    return HardwareLimits(size_mb=size, latency_ms=latency)
+    return zoo_limits(
+        cost,
+        size_mb=cfg.size_limit_mb,
+        latency_ms=cfg.latency_limit_ms,
+        min_speedup=cfg.min_speedup,
+        default_size=lambda: (
+            cost.baseline().size_mb * cfg.avg_bits / 16.0,
+            f"{cfg.avg_bits:g} bits per weight, width 1",
+        ),
+    )
 
 
 def _baseline_record(result: Any) -> dict[str, Any]:
@@ -308,6 +329,7 @@ def _search_record(
         "latency_ms": best.latency_ms,
         "val_accuracy": best.accuracy,
         "rescored_val_accuracy": best.rescored_accuracy,
+        "rescoring": best.rescoring,
         "search_epochs": sum(epochs) + rescore_epochs,
         "epochs_to_chosen": sum(epochs[: best.trial + 1]),
         "search_seconds": seconds,

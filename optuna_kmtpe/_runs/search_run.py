@@ -24,11 +24,9 @@ trials are re-run with the same parameters) and ``results.csv`` can always be re
 from __future__ import annotations
 
 from collections.abc import Callable
-from collections.abc import Iterator
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
-import itertools
 import json
 import math
 from pathlib import Path
@@ -50,12 +48,22 @@ from optuna_kmtpe._compress.loops import DivergenceError
 from optuna_kmtpe._compress.loops import pick_device
 from optuna_kmtpe._compress.search_space import MixedPrecisionSpace
 from optuna_kmtpe._logging import get_logger
+from optuna_kmtpe._runs.threads import set_threads
+from optuna_kmtpe._runs.zoo import base_model
+from optuna_kmtpe._runs.zoo import check_input_shape
+from optuna_kmtpe._runs.zoo import COST_MODEL_NOTES
+from optuna_kmtpe._runs.zoo import COST_MODELS
+from optuna_kmtpe._runs.zoo import default_epochs
+from optuna_kmtpe._runs.zoo import hessian_batches
+from optuna_kmtpe._runs.zoo import SearchError
+from optuna_kmtpe._runs.zoo import zoo_limits
+from optuna_kmtpe._runs.zoo import ZooEvaluator
+from optuna_kmtpe._runs.zoo import ZooTrainer
 from optuna_kmtpe._sampler_registry import make_sampler
 from optuna_kmtpe._sampler_registry import SAMPLERS as SAMPLER_FACTORIES
 from optuna_kmtpe._search.api import BestConfiguration
 from optuna_kmtpe._search.api import MixedPrecisionSearch
 from optuna_kmtpe._search.checkpoint import atomic_write
-from optuna_kmtpe._search.checkpoint import load_checkpoint
 from optuna_kmtpe._search.checkpoint import save_checkpoint
 from optuna_kmtpe._search.pruning import DEFAULT_PRUNER
 from optuna_kmtpe._search.pruning import make_pruner
@@ -81,7 +89,6 @@ from optuna_kmtpe._zoo.catalog import MODEL_NAMES
 from optuna_kmtpe._zoo.data import DataSplits
 from optuna_kmtpe._zoo.data import load_dataset
 from optuna_kmtpe._zoo.models import build_model
-from optuna_kmtpe._zoo.models import input_shape as zoo_input_shape
 
 
 __all__ = [
@@ -98,18 +105,6 @@ SAMPLERS = tuple(SAMPLER_FACTORIES)
 _logger = get_logger(__name__)
 
 
-class SearchError(ValueError):
-    """Bad input to the search (the message says what is wrong and how to fix it)."""
-
-
-# ``kmtpe search --cost-model``: DSPPackingModel keyword arguments per reading.
-COST_MODELS: dict[str, dict[str, Any]] = {"memory": {}, "compute": {"dram_gbps": None}}
-_COST_MODEL_NOTES = {
-    "memory": "latency = max(DSP-array cycles, DRAM bytes at 19.2 GB/s), 32 x 32 array",
-    "compute": "latency = DSP-array cycles only, 32 x 32 array; the paper's speedups",
-}
-
-
 @dataclass
 class SearchConfig:
     """Everything ``kmtpe search`` takes; defaults are the command's defaults.
@@ -121,8 +116,9 @@ class SearchConfig:
     When no limit is given, the size limit defaults to the model at 4 bits, width 1.
 
     ``workers`` processes run the trials (this one and ``workers - 1`` spawned ones that
-    receive the prepared objective), each with ``threads`` torch threads (default 1 when
-    ``workers > 1``). ``final=False`` runs trials only (no choice, plots, final model or
+    receive the prepared objective), each with ``threads`` torch threads (default 1,
+    :data:`~optuna_kmtpe._runs.threads.DEFAULT_THREADS`), set in this process before the
+    base model trains. ``final=False`` runs trials only (no choice, plots, final model or
     ``result.json``): for the other machines of a shared study. ``requeue_running`` fails
     and re-queues every RUNNING trial on resume (no other process may be running one).
     Worker ``i`` seeds its sampler with ``seed + i`` plus the number of trials already in
@@ -218,6 +214,8 @@ class SearchResult:
     accuracy: float | None = None
     val_accuracy: float | None = None
     rescored_val_accuracy: float | None = None
+    # What decided the choice: every re-scored configuration, best mean first.
+    rescoring: list[dict[str, Any]] = field(default_factory=list)
     test_accuracy: float | None = None
     size_mb: float | None = None
     speedup: float | None = None
@@ -232,48 +230,6 @@ class SearchResult:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return asdict(self)
-
-
-@dataclass
-class _ZooTrainer:
-    """``train_fn`` of the built-in datasets: :func:`optuna_kmtpe._zoo.train.train`, with
-    the per-epoch hook."""
-
-    data: DataSplits
-    lr: float
-    batch_size: int
-    device: torch.device
-
-    def __call__(
-        self,
-        model: nn.Module,
-        *,
-        epochs: int,
-        seed: int,
-        on_epoch: Callable[[int, float], None] | None = None,
-    ) -> None:
-        _train.train(
-            model,
-            self.data,
-            epochs=epochs,
-            max_lr=self.lr,
-            batch_size=self.batch_size,
-            seed=seed,
-            device=self.device,
-            on_epoch=on_epoch,
-        )
-
-
-@dataclass
-class _ZooEvaluator:
-    """``eval_fn`` of the built-in datasets: accuracy on a split."""
-
-    data: DataSplits
-    split: str
-    device: torch.device
-
-    def __call__(self, model: nn.Module) -> float:
-        return _train.evaluate(model, self.data, self.split, device=self.device)
 
 
 def run_search(config: SearchConfig, ready: Callable[[], None] | None = None) -> SearchResult:
@@ -302,7 +258,8 @@ def run_search(config: SearchConfig, ready: Callable[[], None] | None = None) ->
 
 def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult:
     started = time.perf_counter()
-    cfg = _resolve(config)
+    cfg = resolve_config(config)
+    threads = set_threads(cfg.threads)  # before the base model and the traces
     model_name = str(cfg.model)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -324,7 +281,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
         limit_train=cfg.limit_train,
     )
     _logger.info(f"data: {data.summary()}")
-    _check_input_shape(model_name, data.num_classes, data.input_shape)
+    check_input_shape(model_name, data.num_classes, data.input_shape)
     base = _base_model(cfg, data, out, device)
     base_val = base_test = None
     if cfg.final:  # only the process that reports the result needs the base accuracy
@@ -332,7 +289,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
         base_test = _train.evaluate(base, data, "test", device=device)
         _logger.info(f"base model (float): val accuracy {base_val:.4f}, test {base_test:.4f}")
 
-    pruner_name = str(cfg.pruner)  # resolved by _resolve
+    pruner_name = str(cfg.pruner)  # resolved by resolve_config
     pruner = make_pruner(pruner_name, cfg.epochs)
     study = (
         optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
@@ -347,13 +304,13 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
     with torch.device("meta"):
         meta_model = build_model(model_name, data.num_classes)
     hardware = COST_MODELS[cfg.cost_model]
-    _logger.info(f"cost model: {cfg.cost_model}-bound ({_COST_MODEL_NOTES[cfg.cost_model]})")
+    _logger.info(f"cost model: {cfg.cost_model}-bound ({COST_MODEL_NOTES[cfg.cost_model]})")
     limits = _limits(cfg, DSPPackingModel(meta_model, data.input_shape, **hardware))
     try:
         search = MixedPrecisionSearch(
             base,
-            train_fn=_ZooTrainer(data, cfg.lr, cfg.batch_size, device),
-            eval_fn=_ZooEvaluator(data, "val", device),
+            train_fn=ZooTrainer(data, cfg.lr, cfg.batch_size, device),
+            eval_fn=ZooEvaluator(data, "val", device),
             input_shape=(1, *data.input_shape),
             limits=limits,
             epochs=cfg.epochs,
@@ -362,7 +319,9 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
             hessian_batches=cfg.hessian_batches,
             hessian_samples=cfg.hessian_samples,
             hessian_rtol=cfg.hessian_rtol,
-            hessian_data=_hessian_batches(cfg, data, device),
+            hessian_data=hessian_batches(
+                data, cfg.batch_size, cfg.hessian_batches, cfg.seed, device
+            ),
             objective=cfg.objective,
             train_infeasible=cfg.train_infeasible,
             reuse_repeats=cfg.reuse_repeats,
@@ -423,7 +382,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
         startup=cfg.startup,
         target=cfg.trials,
         pruner=pruner_name,
-        threads=cfg.threads or 1,
+        threads=threads,
         callbacks=[TrialLog(out, progress and cfg.workers == 1)],
     )
     run_trials(
@@ -431,7 +390,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
         job,
         slots=slots,
         workers=cfg.workers,
-        threads=cfg.threads or (1 if cfg.workers > 1 else None),
+        threads=threads,
         show_progress_bar=progress and cfg.workers == 1,
         ready=ready,
     )
@@ -499,11 +458,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
     return res
 
 
-# Dataset -> default (base, final) epochs; CIFAR: 30 and the paper's 90.
-_EPOCHS = {"digits": (20, 30), "mnist-5k": (10, 15)}
-
-
-def _resolve(config: SearchConfig) -> SearchConfig:
+def resolve_config(config: SearchConfig) -> SearchConfig:
     if config.dataset not in DATASETS:
         raise SearchError(
             f"Unknown dataset {config.dataset!r}; known datasets: {', '.join(DATASETS)}."
@@ -549,7 +504,7 @@ def _resolve(config: SearchConfig) -> SearchConfig:
         value = getattr(config, name)
         if value is not None and not (math.isfinite(value) and value > 0):
             raise SearchError(f"`{name.replace('_', '-')}` must be > 0, got {value!r}.")
-    base_epochs, final_epochs = _EPOCHS.get(config.dataset, (30, 90))
+    base_epochs, final_epochs = default_epochs(config.dataset)
     out = SearchConfig(**asdict(config))
     out.model = model
     if out.pruner is None:
@@ -562,56 +517,19 @@ def _resolve(config: SearchConfig) -> SearchConfig:
     return out
 
 
-def _check_input_shape(model_name: str, num_classes: int, shape: tuple[int, ...]) -> None:
-    with torch.device("meta"):
-        net = build_model(model_name, num_classes)
-        try:
-            net(torch.zeros((2, *shape)))
-        except Exception as e:
-            suggestion = "small_cnn" if shape[0] == 1 else "resnet20"
-            raise SearchError(
-                f"Model {model_name!r} (made for inputs {zoo_input_shape(model_name)}) cannot "
-                f"take this dataset's images {shape}: {type(e).__name__}: {e}. Pick a model for "
-                f"this dataset, e.g. --model {suggestion}."
-            ) from None
-
-
 def _limits(config: SearchConfig, cost: DSPPackingModel) -> HardwareLimits:
     """HardwareLimits from the options (logged); ``--min-speedup s`` becomes a latency limit."""
-    latency = config.latency_limit_ms
-    notes = []
-    if config.min_speedup is not None:
-        from_speedup = cost.baseline().latency_ms / config.min_speedup
-        latency = from_speedup if latency is None else min(latency, from_speedup)
-        notes.append(
-            f"--min-speedup {config.min_speedup:g} = latency <= {from_speedup:.6g} ms "
-            "(FiP16 baseline latency / speedup)"
-        )
-    size = config.size_limit_mb
-    if size is None and latency is None and not config.no_limits:
-        size = cost.evaluate(4).size_mb
-        notes.append(
-            f"no limit given: size <= {size:.6g} MB (the model at 4 bits, width 1); "
-            "--no-limits searches for accuracy alone"
-        )
-    if notes:
-        _logger.info(f"limits: {'; '.join(notes)}")
-    return HardwareLimits(size_mb=size, latency_ms=latency)
-
-
-def _hessian_batches(
-    cfg: SearchConfig, data: DataSplits, device: torch.device
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    return itertools.islice(
-        _train.batches(
-            data,
-            "train",
-            cfg.batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(cfg.seed),
-            device=device,
+    return zoo_limits(
+        cost,
+        size_mb=config.size_limit_mb,
+        latency_ms=config.latency_limit_ms,
+        min_speedup=config.min_speedup,
+        default_size=None
+        if config.no_limits
+        else lambda: (
+            cost.evaluate(4).size_mb,
+            "the model at 4 bits, width 1; --no-limits searches for accuracy alone",
         ),
-        cfg.hessian_batches,
     )
 
 
@@ -620,37 +538,19 @@ def _checkpoint_meta(cfg: SearchConfig, data: DataSplits) -> dict[str, Any]:
 
 
 def _base_model(cfg: SearchConfig, data: DataSplits, out: Path, device: torch.device) -> nn.Module:
-    """The float base model on ``device``: from ``--checkpoint``, ``OUT/base_model.pt`` on
-    resume, or trained now (and saved there)."""
-    torch.manual_seed(cfg.seed)
-    base = build_model(str(cfg.model), data.num_classes)
-    base_path = out / "base_model.pt"
-    if cfg.checkpoint is not None:
-        load_checkpoint(base, cfg.checkpoint)
-        _logger.info(f"base model: loaded {cfg.checkpoint}")
-    elif cfg.resume and base_path.is_file():
-        load_checkpoint(base, base_path)
-        _logger.info(f"base model: loaded {base_path} (resume)")
-    else:
-        if cfg.resume:
-            raise SearchError(
-                f"Cannot resume: {base_path} is missing; pass the base model with --checkpoint."
-            )
-        _logger.info(f"base model: training {cfg.model} for {cfg.base_epochs} epochs on {device}")
-        result = _train.train(
-            base,
-            data,
-            epochs=int(cfg.base_epochs or 0),
-            max_lr=cfg.final_lr,
-            batch_size=cfg.batch_size,
-            seed=cfg.seed,
-            device=device,
-        )
-        _logger.info(
-            f"base model: {result.seconds:.1f} s, last epoch loss {result.final_loss:.4f}"
-        )
-        save_checkpoint(base, base_path, meta=_checkpoint_meta(cfg, data))
-    return base.to(device)
+    return base_model(
+        str(cfg.model),
+        data,
+        out=out,
+        device=device,
+        seed=cfg.seed,
+        epochs=int(cfg.base_epochs or 0),
+        lr=cfg.final_lr,
+        batch_size=cfg.batch_size,
+        meta=_checkpoint_meta(cfg, data),
+        checkpoint=cfg.checkpoint,
+        resume=cfg.resume,
+    )
 
 
 def _check_resume(stored: dict[str, Any], cfg: SearchConfig, model_name: str) -> None:
@@ -708,6 +608,7 @@ def _finish(
     res.trial, res.feasible = best.trial, True
     res.val_accuracy = best.accuracy
     res.rescored_val_accuracy = best.rescored_accuracy
+    res.rescoring = best.rescoring
     res.size_mb, res.speedup = best.size_mb, best.speedup
     res.latency_ms, res.energy_mj = best.latency_ms, best.energy_mj
     out = Path(res.out)
@@ -724,6 +625,7 @@ def _finish(
                 "params": best.params,
                 "val_accuracy": res.val_accuracy,
                 "rescored_val_accuracy": res.rescored_val_accuracy,
+                "rescoring": res.rescoring,
                 "size_mb": res.size_mb,
                 "speedup": res.speedup,
                 "latency_ms": res.latency_ms,
@@ -739,7 +641,7 @@ def _finish(
     _logger.info(f"final model: trial {best.trial}, training {res.final_epochs} epochs")
     net = search.build(best)
     try:
-        _ZooTrainer(data, cfg.final_lr, cfg.batch_size, device)(
+        ZooTrainer(data, cfg.final_lr, cfg.batch_size, device)(
             net, epochs=res.final_epochs, seed=cfg.seed
         )
     except DivergenceError as e:  # the search's results stand; say so instead of crashing
@@ -752,7 +654,12 @@ def _finish(
     res.val_accuracy = _train.evaluate(net, data, "val", device=device)
     res.test_accuracy = _train.evaluate(net, data, "test", device=device)
     res.accuracy = res.test_accuracy
-    meta = {**_checkpoint_meta(cfg, data), "bits": res.bits, "widths": res.widths}
+    meta = {
+        **_checkpoint_meta(cfg, data),
+        "bits": res.bits,
+        "widths": res.widths,
+        "cost_model": cfg.cost_model,
+    }
     save_checkpoint(net, out / "final_model.pt", meta=meta)
     res.files["final_model"] = str(out / "final_model.pt")
 
@@ -785,16 +692,44 @@ def summary_text(r: SearchResult) -> str:
             acc += f"; re-scored val {r.rescored_val_accuracy:.4f} (mean, fresh seeds)"
         lines += [
             f"  chosen      trial {r.trial}",
-            f"  bits        {r.bits}",
-            f"  widths      {r.widths}",
+            *_layer_lines(r),
             f"  accuracy    {acc}",
             f"  size        {r.size_mb:.4g} MB ({r.baseline_size_mb / r.size_mb:.1f}x smaller "
             "than FiP16)",
             f"  speedup     {r.speedup:.2f}x vs FiP16, latency {r.latency_ms:.4g} ms"
             f" ({r.cost_model}-bound cost model, --cost-model)",
         ]
+        lines += _rescoring_lines(r)
         if r.message:
             lines.append(f"  note        {r.message}")
     lines.append(f"  files       {r.out}/ ({', '.join(sorted(r.files))})")
     lines.append(f"  time        {r.seconds:.1f} s")
     return "\n".join(lines)
+
+
+def _layer_lines(r: SearchResult) -> list[str]:
+    """The chosen configuration per layer: name, bits, width."""
+    name_w = max(len(n) for n in r.layers)
+    lines = [f"  layers      {'layer':<{name_w}}  bits  width"]
+    for name, bits, width in zip(r.layers, r.bits or [], r.widths or []):
+        lines.append(f"              {name:<{name_w}}  {bits:>4}  {width:g}")
+    return lines
+
+
+def _rescoring_lines(r: SearchResult) -> list[str]:
+    """Why this trial: the re-scored configurations, best mean first."""
+    if not r.rescoring:
+        return []
+    n = len(r.rescoring[0]["scores"])
+    lines = [
+        f"  re-scoring  the best {len(r.rescoring)} configurations, each trained {n} times "
+        "(the trial + fresh seeds); chosen: the best mean"
+    ]
+    for c in r.rescoring:
+        mark = "*" if c["trial"] == r.trial else " "
+        scores = ", ".join(f"{x:.4f}" for x in c["scores"])
+        lines.append(
+            f"            {mark} trial {c['trial']:<4} mean {c['mean']:.4f} sd {c['sd']:.4f} "
+            f"({scores}), {c['size_mb']:.4g} MB, {c['speedup']:.2f}x"
+        )
+    return lines

@@ -1,0 +1,26 @@
+"""The names the command line offers, without importing optuna, numpy or torch, so that a
+usage error answers at once. ``tests/test_cli_errors.py`` checks them against their sources:
+:data:`optuna_kmtpe._sampler_registry.SAMPLERS`, :data:`optuna_kmtpe._compress.limits.OBJECTIVES`
+and :mod:`optuna_kmtpe._search.pruning`.
+
+Example:
+    >>> SAMPLERS[0], DEFAULT_PRUNER in PRUNERS
+    ('kmeans-tpe', True)
+"""
+
+from __future__ import annotations
+
+
+SAMPLERS = (
+    "kmeans-tpe",
+    "kmeans-tpe-dead-zone",
+    "kmeans-tpe-paper",
+    "tpe",
+    "tpe-univariate",
+    "random",
+    "hyperopt",
+    "gp",
+)
+OBJECTIVES = ("lagrangian", "constraints", "pareto")
+PRUNERS = ("none", "median", "successive-halving", "hyperband")
+DEFAULT_PRUNER = "successive-halving"
