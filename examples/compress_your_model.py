@@ -1,7 +1,7 @@
 """Compress your own model: mixed-precision bits and widths under a size limit.
 
-    python examples/compress_your_model.py              # about a minute on one CPU thread
-    python examples/compress_your_model.py --trials 60 --epochs 3
+    python examples/compress_your_model.py              # about two minutes on one CPU thread
+    python examples/compress_your_model.py --size-fraction 0.4
 
 The model is written here: a small ResNet-style CNN (a stem, one residual block with a skip
 addition, a grouped convolution, BatchNorm, a linear classifier). The data is real and
@@ -13,7 +13,19 @@ split into train / validation / test. The script
    k-means TPE, keeping the first and last layer at 8 bits, under a size limit of 30% of the
    16-bit model,
 3. builds the chosen configuration (fake-quantised, width-scaled, weights inherited),
-   fine-tunes it and reports its test accuracy next to the float model's.
+   fine-tunes it and reports its validation and test accuracy next to the float model's.
+
+Measured (seed 0, one thread, load 18-20 on a shared 2-core VM; float model: validation
+0.9897, test 0.9860, 0.0124 MB at FiP16), the same search each time:
+
+| options | val | test | size (MB) | speedup | time (s) |
+|---|---|---|---|---|---|
+| `--finetune-epochs 5` | 0.9448 | 0.9496 | 0.0026 | 5.06x | 88 |
+| default (`--finetune-epochs 20`) | 0.9724 | 0.9608 | 0.0026 | 5.06x | 122 |
+| `--finetune-epochs 5 --size-fraction 0.4` | 0.9724 | 0.9720 | 0.0035 | 3.09x | 93 |
+
+The chosen configuration scored 0.9724 on validation after its 2 search epochs; a short
+fine-tuning at a fixed learning rate lost some of it again, 20 epochs won it back.
 """
 
 from __future__ import annotations
@@ -37,6 +49,11 @@ from optuna_kmtpe import MixedPrecisionSearch
 
 
 DATA_LABEL = "scikit-learn digits (8x8, offline)"
+# What to change to get more accuracy back, measured on this script (see the docstring).
+MORE = (
+    "allow a larger model (--size-fraction 0.4 measured test 0.9720 at 3.09x instead of 5.06x), "
+    "fine-tune longer (--finetune-epochs), or search longer (--trials, --epochs)"
+)
 Loader = DataLoader[tuple[torch.Tensor, ...]]
 
 
@@ -105,7 +122,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=2, help="QAT epochs per candidate")
     parser.add_argument("--float-epochs", type=int, default=15)
-    parser.add_argument("--finetune-epochs", type=int, default=5)
+    parser.add_argument("--finetune-epochs", type=int, default=20)
     parser.add_argument("--size-fraction", type=float, default=0.3, help="of the FiP16 size")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: busy machines)")
     parser.add_argument("--seed", type=int, default=0)
@@ -119,7 +136,7 @@ def main() -> None:
     train_loader, val_loader, test_loader = digits_loaders(args.seed)
     model = SmallResNet()
     train(model, train_loader, args.float_epochs, lr=3e-3)
-    float_acc = accuracy(model, test_loader)
+    float_acc, float_val = accuracy(model, test_loader), accuracy(model, val_loader)
 
     float_size = DSPPackingModel(model, (1, 8, 8)).baseline().size_mb  # 16-bit weights
     limit = args.size_fraction * float_size
@@ -127,7 +144,7 @@ def main() -> None:
         model,
         train_loader=train_loader,
         val_loader=val_loader,
-        input_shape=(1, 1, 8, 8),
+        input_shape=(1, 8, 8),
         limits=HardwareLimits(size_mb=limit),
         epochs=args.epochs,
         layer_choices={"stem": 8, "fc": 8},  # first and last layer at 8 bits
@@ -143,6 +160,7 @@ def main() -> None:
     train(qmodel, train_loader, args.finetune_epochs, lr=1e-3)
     result = {
         "data": DATA_LABEL,
+        "float_val_accuracy": float_val,
         "float_test_accuracy": float_acc,
         "float_size_mb": float_size,
         "size_limit_mb": limit,
@@ -150,6 +168,7 @@ def main() -> None:
         "bits": best.bits,
         "widths": best.widths,
         "val_accuracy_after_search": best.accuracy,
+        "val_accuracy": accuracy(qmodel, val_loader),
         "test_accuracy": accuracy(qmodel, test_loader),
         "size_mb": best.size_mb,
         "speedup": best.speedup,
@@ -160,14 +179,19 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print(f"{DATA_LABEL}: SmallResNet, {result['trials']} trials")
-    print(f"  float model   test accuracy {float_acc:.4f}, {result['float_size_mb']:.4g} MB")
+    print(
+        f"  float model   validation accuracy {float_val:.4f}, test {float_acc:.4f}, "
+        f"{result['float_size_mb']:.4g} MB"
+    )
     print(f"  chosen        trial {best.trial}, size {best.size_mb:.4g} MB (limit {limit:.4g})")
     print(f"  bits          {best.bits}")
     print(f"  widths        {best.widths}")
     print(
-        f"  quantised     test accuracy {result['test_accuracy']:.4f} after "
-        f"{args.finetune_epochs} fine-tuning epochs, speedup {best.speedup:.2f}x vs FiP16"
+        f"  quantised     validation accuracy {result['val_accuracy']:.4f}, test "
+        f"{result['test_accuracy']:.4f} after {args.finetune_epochs} fine-tuning epochs, "
+        f"speedup {best.speedup:.2f}x vs FiP16 (16-bit fixed point)"
     )
+    print(f"  to get more   {MORE}")
     print(f"  time          {result['seconds']:.1f} s")
 
 

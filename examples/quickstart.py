@@ -18,6 +18,7 @@ Synthetic objectives, no torch; a few seconds per part.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 import statistics
 
 import numpy as np
@@ -48,20 +49,22 @@ def small_discrete(trial: optuna.Trial) -> float:
     return float(0.9 * np.exp(-np.sum(SENSITIVITY[:4] * 4.0 ** -(bits - 2.0))) - 0.01 * bits.sum())
 
 
-SAMPLERS = {
+SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
     "KMeansTPESampler (default)": lambda seed: KMeansTPESampler(seed=seed, n_startup_trials=10),
     "TPESampler": lambda seed: optuna.samplers.TPESampler(seed=seed, n_startup_trials=10),
     "RandomSampler": lambda seed: optuna.samplers.RandomSampler(seed=seed),
 }
 
 
-def _studies(objective: object, seeds: int, trials: int) -> dict[str, list[optuna.Study]]:
+def _studies(
+    objective: Callable[[optuna.Trial], float], seeds: int, trials: int
+) -> dict[str, list[optuna.Study]]:
     out: dict[str, list[optuna.Study]] = {}
     for name, make in SAMPLERS.items():
         out[name] = []
         for seed in range(seeds):
             study = optuna.create_study(direction="maximize", sampler=make(seed))
-            study.optimize(objective, n_trials=trials)  # type: ignore[arg-type]
+            study.optimize(objective, n_trials=trials)
             out[name].append(study)
     return out
 

@@ -90,3 +90,30 @@ def test_cifar_through_the_real_loader(tmp_path: Path, capsys: pytest.CaptureFix
     assert out["data"].startswith("CIFAR-10 (torchvision")
     assert out["num_classes"] == 10
     assert [row["layer"] for row in out["layers"]] == layer_names("resnet20", 10)
+
+
+def test_plot_numbers_the_clusters_as_the_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re
+
+    import matplotlib.figure
+
+    labels: list[str] = []
+
+    def record(fig: matplotlib.figure.Figure, *args: object, **kwargs: object) -> None:
+        for ax in fig.axes:
+            legend = ax.get_legend()
+            assert legend is not None
+            labels.extend(t.get_text() for t in legend.get_texts())
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    assert main(["sensitivity", "--json", "--plot", str(tmp_path / "t.png")] + _FAST) == 0
+    rows = json.loads(capsys.readouterr().out)["layers"]
+    table = {row["cluster"]: row["bits"] for row in rows}
+    plotted = {}
+    for label in labels:
+        m = re.fullmatch(r"cluster (\d+): bits \{([\d,]+)\}", label)
+        assert m, label
+        plotted[int(m[1])] = [int(b) for b in m[2].split(",")]
+    assert plotted == table

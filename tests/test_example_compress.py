@@ -30,3 +30,4 @@ def test_compress_your_model_example() -> None:
     assert result["bits"]["stem"] == result["bits"]["fc"] == 8
     assert result["size_mb"] <= result["size_limit_mb"] and result["trials"] == 3
     assert 0.0 <= result["test_accuracy"] <= 1.0
+    assert 0.0 <= result["val_accuracy"] <= 1.0 and 0.0 <= result["float_val_accuracy"] <= 1.0

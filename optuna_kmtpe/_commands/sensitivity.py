@@ -280,7 +280,7 @@ def _plot(
             [values[i] for i in idx],
             yerr=[errors[i] for i in idx],
             color=colours(c / max(k - 1, 1)),
-            label=f"cluster {c + 1}: bits {{{','.join(map(str, bits))}}}",
+            label=f"cluster {c}: bits {{{','.join(map(str, bits))}}}",
         )
     if all(v > 0 for v in values):
         ax.set_yscale("log")

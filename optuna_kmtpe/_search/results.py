@@ -132,8 +132,8 @@ def write_plots(
             ax = optuna.visualization.matplotlib.plot_pareto_front(
                 study, target_names=["accuracy", *_extra_names(study)]
             )
-        fig = ax.figure
-        fig.suptitle(title, fontsize=9)
+        ax.figure.suptitle(title, fontsize=9)
+        fig = ax.figure  # type: ignore[assignment]
     written.append(_save_png(fig, out / "history.png"))
     plt.close(fig)  # type: ignore[arg-type]
 
