@@ -193,9 +193,12 @@ def quant_search(
     import logging
     import tempfile
 
+    import torch
+
     from optuna_kmtpe._runs.search_run import run_search
     from optuna_kmtpe._runs.search_run import SearchConfig
 
+    options.setdefault("threads", torch.get_num_threads())  # as `kmtpe bench --threads` set
     logger = logging.getLogger("optuna_kmtpe")
     level = logger.level
     logger.setLevel(logging.WARNING)

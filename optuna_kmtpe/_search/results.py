@@ -123,7 +123,7 @@ def write_plots(
         ax.plot(ok["trial"], acc.cummax(), color="tab:red", label="best so far")
         ax.set_xlabel("trial")
         ax.set_ylabel("validation accuracy (%)")
-        ax.set_title(f"Optimisation history: {title}{note}", fontsize=9)
+        ax.set_title(f"Optimisation history: {title}\n{note.strip()}", fontsize=9)
         ax.legend(fontsize=8)
         fig.tight_layout()
     else:
