@@ -24,8 +24,9 @@ def _run(*args: str) -> str:
 
 def test_quickstart_example() -> None:
     out = _run("examples/quickstart.py", "--seeds", "2", "--trials", "25")
+    lines = out.splitlines()
     for name in ("KMeansTPESampler (default)", "TPESampler", "RandomSampler"):
-        assert out.count(name) == 2, name
+        assert sum(line.startswith(f"  {name} ") for line in lines) == 2, name
     # The no-repeat rule: every one of the 25 trials on the 81-configuration space is new.
     assert "KMeansTPESampler (default)   [25, 25] of 25" in out
 

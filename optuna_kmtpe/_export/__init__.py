@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
@@ -170,9 +171,10 @@ def export(
 
     if format not in FORMATS:
         raise ExportError(f"Unknown format {format!r}; choose one of {', '.join(FORMATS)}.")
-    input_shape = one_input_shape(qmodel, tuple(int(d) for d in input_shape))
     path = Path(path)
-    quant = read_quantization(qmodel)
+    quant = read_quantization(qmodel)  # first: names a layer the format cannot take
+    # A copy: a forward pass calibrates a quantiser that has never seen data.
+    input_shape = one_input_shape(copy.deepcopy(qmodel), tuple(int(d) for d in input_shape))
     order = execution_order(qmodel, input_shape)
     cost, cost_label = _cost_model(qmodel, input_shape, cost_model)
     notes: list[str] = []
@@ -262,8 +264,6 @@ def export(
 def _cost_model(
     qmodel: nn.Module, input_shape: tuple[int, ...], cost: DSPPackingModel | None
 ) -> tuple[DSPPackingModel, str]:
-    import copy
-
     from optuna_kmtpe._compress.cost import DSPPackingModel
 
     if cost is None:
