@@ -153,7 +153,7 @@ def run_compare(
         base,
         train_fn=ZooTrainer(data, cfg.lr, cfg.batch_size, device),
         eval_fn=ZooEvaluator(data, "val", device),
-        input_shape=(1, *data.input_shape),
+        input_shape=data.input_shape,
         limits=limits,
         epochs=cfg.epochs,
         hessian_data=hessian_batches(

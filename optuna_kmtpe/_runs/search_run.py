@@ -311,7 +311,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
             base,
             train_fn=ZooTrainer(data, cfg.lr, cfg.batch_size, device),
             eval_fn=ZooEvaluator(data, "val", device),
-            input_shape=(1, *data.input_shape),
+            input_shape=data.input_shape,
             limits=limits,
             epochs=cfg.epochs,
             n_clusters=cfg.n_clusters,

@@ -184,7 +184,7 @@ class MixedPrecisionSearch:
                 model,
                 train_loader=data,
                 val_loader=data,
-                input_shape=(1, 1, 8, 8),
+                input_shape=(1, 8, 8),
                 limits=HardwareLimits(size_mb=0.01),
                 epochs=1,
                 hessian_samples=5,
