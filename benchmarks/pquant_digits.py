@@ -90,6 +90,7 @@ def main() -> None:
     p.add_argument("--float-epochs", type=int, default=20)
     p.add_argument("--epochs", type=int, default=20, help="HGQ training epochs")
     p.add_argument("--beta", type=float, default=1e-5, help="hgq_beta: EBOPs penalty weight")
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate of the HGQ stage")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     torch.manual_seed(args.seed)
@@ -111,20 +112,25 @@ def main() -> None:
     for m in qmodel.modules():  # leave the float "pretraining" stage
         if hasattr(m, "is_pretraining"):
             m.is_pretraining = False
-    _train(qmodel, data, args.epochs, 1e-3, True, args.seed)
+    ebops_start = float(pquant.get_ebops(qmodel))
+    _train(qmodel, data, args.epochs, args.lr, True, args.seed)
     layers = {}
     for name, m in qmodel.named_modules():
         if hasattr(m, "get_weight_quantization_bits"):
-            k, i, f = (torch.as_tensor(v).float().mean().item() for v in m.get_weight_quantization_bits())
+            k, i, f = (
+                torch.as_tensor(v).float().mean().item() for v in m.get_weight_quantization_bits()
+            )
             layers[name] = {"weight_bits_k_i_f": [k, i, f], "weight_bits": k + i + f}
     result = {
         "data": "scikit-learn digits, 1,149 / 288 / 360 stratified (seed 0)",
         "float_test_accuracy": float_test,
         "hgq_test_accuracy": _accuracy(qmodel, data, "test"),
         "hgq_val_accuracy": _accuracy(qmodel, data, "val"),
+        "ebops_start": ebops_start,
         "ebops": float(pquant.get_ebops(qmodel)),
         "layers": layers,
         "hgq_beta": args.beta,
+        "hgq_lr": args.lr,
         "epochs": {"float": args.float_epochs, "hgq": args.epochs},
         "seconds": time.perf_counter() - t0,
         "pquant_version": getattr(pquant, "__version__", "unknown"),

@@ -209,6 +209,8 @@ def test_compare_command_end_to_end_and_resume(tmp_path: Path) -> None:
     assert summary["methods"]["random"]["search_epochs"] >= 2  # the re-scores at least
     assert {t["baseline"] for t in summary["tests"]} == {"uniform", "ilp", "greedy", "learned"}
     assert summary["methods"]["learned"]["search_epochs"] == 3  # 3 x --epochs 1
+    learned = json.loads((out / "runs" / "learned-seed0.json").read_text())["learned"]
+    assert learned["epochs"] == 3 and set(learned["rounded_bits"].values()) <= {8, 6, 4, 3, 2}
     for name in ("comparison.md", "comparison.png", "explored.csv", "setting.json"):
         assert (out / name).stat().st_size > 0
     assert "| ilp | 2 |" in (out / "comparison.md").read_text()

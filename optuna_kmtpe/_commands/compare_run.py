@@ -282,6 +282,7 @@ def _baseline_record(result: Any) -> dict[str, Any]:
         "epochs_to_chosen": r["epochs_spent"],
         "search_seconds": r["seconds"],
         "candidates": r["candidates"],
+        "learned": r["learned"],
         "trial": None,
         "explored": [],
     }
