@@ -19,6 +19,7 @@ learned weight and input bits. Data: scikit-learn's 1,797 8x8 digits, stratified
 from __future__ import annotations
 
 import argparse
+from importlib.metadata import version
 import json
 import os
 import time
@@ -120,12 +121,16 @@ def main() -> None:
             k, i, f = (
                 torch.as_tensor(v).float().mean().item() for v in m.get_weight_quantization_bits()
             )
-            layers[name] = {"weight_bits_k_i_f": [k, i, f], "weight_bits": k + i + f}
+            n = m.weight.numel() if isinstance(m, nn.Conv2d | nn.Linear) else 0
+            layers[name] = {"weight_bits_k_i_f": [k, i, f], "weight_bits": k + i + f, "n": n}
+    counted = [v for v in layers.values() if v["n"]]
+    avg_bits = sum(v["n"] * v["weight_bits"] for v in counted) / sum(v["n"] for v in counted)
     result = {
         "data": "scikit-learn digits, 1,149 / 288 / 360 stratified (seed 0)",
         "float_test_accuracy": float_test,
         "hgq_test_accuracy": _accuracy(qmodel, data, "test"),
         "hgq_val_accuracy": _accuracy(qmodel, data, "val"),
+        "conv_linear_weight_bits_per_weight": avg_bits,
         "ebops_start": ebops_start,
         "ebops": float(pquant.get_ebops(qmodel)),
         "layers": layers,
@@ -133,7 +138,7 @@ def main() -> None:
         "hgq_lr": args.lr,
         "epochs": {"float": args.float_epochs, "hgq": args.epochs},
         "seconds": time.perf_counter() - t0,
-        "pquant_version": getattr(pquant, "__version__", "unknown"),
+        "pquant_version": version("pquant-ml"),
     }
     print(json.dumps(result, indent=2))
 
