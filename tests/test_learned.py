@@ -204,3 +204,25 @@ def test_baseline_epochs_only_for_learned(parts: Any) -> None:
             {"conv1": B, "conv2": B, "fc": B},
             epochs=1,
         )
+
+
+def test_learned_keeps_fixed_and_float_layers(parts: Any) -> None:
+    model, train, val = parts
+    limit = _fip16(parts).size_mb * 6 / 16
+    search = MixedPrecisionSearch(
+        model,
+        train_loader=train,
+        val_loader=val,
+        input_shape=(1, 1, 8, 8),
+        limits=HardwareLimits(size_mb=limit),
+        epochs=1,
+        hessian_batches=1,
+        hessian_samples=3,
+        search_widths=False,
+        hardware=COMPUTE_BOUND,
+        layer_choices={"conv1": 8, "fc": "float"},
+    )
+    result = search.baseline("learned", epochs=1)
+    assert result.bits["conv1"] == 8 and result.bits["fc"] is None
+    assert result.learned["learned_bits"]["conv1"] == 8.0  # fixed: never stepped
+    assert "bits/fc" not in result.params and result.size_mb <= limit
