@@ -197,17 +197,20 @@ TINY = [
 
 def test_compare_command_end_to_end_and_resume(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
-    methods = "uniform,ilp,greedy,random"
+    methods = "uniform,ilp,greedy,learned,random"
     assert main(["compare", *TINY, "--methods", methods, "--out", str(out), "--json"]) == 0
     summary = json.loads((out / "comparison.json").read_text())
     limit = summary["setting"]["limits"]["size_mb"]
-    assert list(summary["methods"]) == ["uniform", "ilp", "greedy", "random"]
+    assert list(summary["methods"]) == ["uniform", "ilp", "greedy", "learned", "random"]
     for m, e in summary["methods"].items():
         assert len(e["bits"]) == 2 and e["seeds"] == [0, 1]
         assert e["size_mb"] <= limit * (1 + 1e-12)
         assert 0.0 <= e["test_accuracy"] <= 1.0 and e["speedup"] > 1.0
     assert summary["methods"]["random"]["search_epochs"] >= 2  # the re-scores at least
-    assert {t["baseline"] for t in summary["tests"]} == {"uniform", "ilp", "greedy"}
+    assert {t["baseline"] for t in summary["tests"]} == {"uniform", "ilp", "greedy", "learned"}
+    assert summary["methods"]["learned"]["search_epochs"] == 3  # 3 x --epochs 1
+    learned = json.loads((out / "runs" / "learned-seed0.json").read_text())["learned"]
+    assert learned["epochs"] == 3 and set(learned["rounded_bits"].values()) <= {8, 6, 4, 3, 2}
     for name in ("comparison.md", "comparison.png", "explored.csv", "setting.json"):
         assert (out / name).stat().st_size > 0
     assert "| ilp | 2 |" in (out / "comparison.md").read_text()

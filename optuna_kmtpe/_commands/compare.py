@@ -22,7 +22,8 @@ def register(subparsers: Any) -> None:
             "Train (or load) one base model, then give each method the same limits, cost model "
             "and final training over --seeds seeds: uniform (best uniform bits and width that "
             "fit, chosen on validation), ilp (HAWQ-V3's integer program on the Hessian traces, "
-            "scipy.optimize.milp), greedy (lower the least sensitive layer first), and the "
+            "scipy.optimize.milp), greedy (lower the least sensitive layer first), learned "
+            "(bit-widths learned by gradient under a resource penalty, 3x --epochs), and the "
             "search with any sampler (kmeans-tpe, tpe, random, ...). Writes OUT/runs/*.json "
             "(one per method and seed; existing ones are skipped, so rerunning resumes), "
             "OUT/comparison.{json,md,png} and OUT/explored.csv."
@@ -36,8 +37,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--checkpoint", help="trained base model weights (.pt); else it is trained")
     p.add_argument(
         "--methods",
-        default="uniform,ilp,greedy,kmeans-tpe,tpe,random",
-        help="comma-separated: uniform, ilp, greedy and sampler names (default: the six)",
+        default="uniform,ilp,greedy,learned,kmeans-tpe,tpe,random",
+        help="comma-separated: uniform, ilp, greedy, learned and sampler names (default: the "
+        "seven)",
     )
     p.add_argument("--trials", type=int, default=40, help="trials per search (default 40)")
     p.add_argument("--startup", type=int, default=10, help="random trials first (default 10)")

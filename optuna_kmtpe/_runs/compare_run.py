@@ -9,8 +9,9 @@ every method, and every method's configuration gets the same final training:
    ``kmtpe search``. The size limit defaults to the model at ``avg_bits`` bits per weight.
 2. Per method and seed ``s``: a configuration.
 
-   * ``uniform`` / ``ilp`` / ``greedy``: :meth:`~optuna_kmtpe.MixedPrecisionSearch.baseline`
-     (seed-independent; chosen once per process).
+   * ``uniform`` / ``ilp`` / ``greedy`` / ``learned``:
+     :meth:`~optuna_kmtpe.MixedPrecisionSearch.baseline` (chosen once per process, with the
+     search's seed 0, and used for every seed).
    * a sampler name (``kmeans-tpe``, ``tpe``, ``random``, ...): an in-memory study of
      ``trials`` trials with sampler seed ``s``, then the choice with the best ``rescore``
      configurations re-trained ``rescore_repeats`` times (``rescore=0``: the single best).
@@ -88,7 +89,9 @@ class CompareConfig:
     model: str | None = None
     data_dir: str | None = None
     checkpoint: str | None = None
-    methods: tuple[str, ...] = ("uniform", "ilp", "greedy", "kmeans-tpe", "tpe", "random")
+    methods: tuple[str, ...] = (
+        "uniform", "ilp", "greedy", "learned", "kmeans-tpe", "tpe", "random"
+    )  # fmt: skip
     trials: int = 40
     startup: int = 10
     seeds: int = 5
@@ -300,6 +303,7 @@ def _baseline_record(result: Any) -> dict[str, Any]:
         "epochs_to_chosen": r["epochs_spent"],
         "search_seconds": r["seconds"],
         "candidates": r["candidates"],
+        "learned": r["learned"],
         "trial": None,
         "explored": [],
     }

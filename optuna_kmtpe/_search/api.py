@@ -590,16 +590,18 @@ class MixedPrecisionSearch:
             rescoring=rescoring,
         )
 
-    def baseline(self, method: str) -> BaselineResult:
+    def baseline(self, method: str, *, epochs: int | None = None) -> BaselineResult:
         """The configuration a search-free method picks under the same limits and cost model:
-        ``"uniform"``, ``"ilp"`` (HAWQ-V3's integer program on the Hessian traces) or
-        ``"greedy"`` (see :mod:`optuna_kmtpe._search.baselines`). ``build(result.params)``
-        builds it.
+        ``"uniform"``, ``"ilp"`` (HAWQ-V3's integer program on the Hessian traces),
+        ``"greedy"`` or ``"learned"`` (bit-widths learned by gradient under a resource
+        penalty; ``epochs`` epochs of ``train_fn``, default 3 times the search's); see
+        :mod:`optuna_kmtpe._search.baselines`. ``build(result.params)`` builds it.
 
         Raises:
-            ValueError: Unknown method, or no configuration of that kind meets the limits.
+            ValueError: Unknown method, ``epochs`` for another method, or no configuration
+                of that kind meets the limits.
         """
-        return run_baseline(self, method)
+        return run_baseline(self, method, epochs=epochs)
 
     def build(self, best: BestConfiguration | FrozenTrial | Mapping[str, Any]) -> nn.Module:
         """The width-scaled, fake-quantised model of a configuration, weights inherited from

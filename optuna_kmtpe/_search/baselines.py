@@ -9,10 +9,15 @@ engineer would get without a search, under the same limits and cost model.
   (:func:`~optuna_kmtpe._compress.allocate.ilp_allocation`), bits only, widths 1.
 * ``greedy``: the same sensitivities, lowered greedily
   (:func:`~optuna_kmtpe._compress.allocate.greedy_allocation`).
+* ``learned``: bit-widths learned by gradient in one quantisation-aware training run (the
+  search's ``train_fn``, ``epochs`` epochs, default :data:`LEARNED_EPOCHS_PER_EPOCH` times the
+  search's), under a size / latency / energy penalty tuned by dual ascent, then projected
+  onto the allowed bits (:mod:`optuna_kmtpe._compress.learned`); bits only, widths 1.
 
-The ILP and the greedy choose from all the search's bit-widths ``B`` (not the Hessian-pruned
-subsets: they do their own sensitivity weighing), except where ``layer_choices`` fixes or
-restricts a layer's bits. They train nothing (``epochs_spent`` 0).
+The ILP, the greedy and ``learned`` choose from all the search's bit-widths ``B`` (not the
+Hessian-pruned subsets: they do their own sensitivity weighing), except where
+``layer_choices`` fixes or restricts a layer's bits. The ILP and the greedy train nothing
+(``epochs_spent`` 0).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from optuna_kmtpe._compress.allocate import ilp_allocation
 from optuna_kmtpe._compress.allocate import perturbations
 from optuna_kmtpe._compress.allocate import sensitivities
 from optuna_kmtpe._compress.allocate import uniform_candidates
+from optuna_kmtpe._compress.learned import learn_bits
 from optuna_kmtpe._compress.search_space import Configuration
 from optuna_kmtpe._logging import get_logger
 
@@ -40,7 +46,10 @@ if TYPE_CHECKING:
 
 __all__ = ["BASELINES", "BaselineResult", "run_baseline"]
 
-BASELINES = ("uniform", "ilp", "greedy")
+BASELINES = ("uniform", "ilp", "greedy", "learned")
+#: The ``learned`` baseline trains this many times the search's ``epochs`` by default (the
+#: uniform baseline's budget with its usual three candidates).
+LEARNED_EPOCHS_PER_EPOCH = 3
 _FLOAT_BITS = 16
 _logger = get_logger(__name__)
 
@@ -50,7 +59,7 @@ class BaselineResult:
     """A baseline's configuration (:meth:`MixedPrecisionSearch.baseline`).
 
     Attributes:
-        method: ``"uniform"``, ``"ilp"`` or ``"greedy"``.
+        method: ``"uniform"``, ``"ilp"``, ``"greedy"`` or ``"learned"``.
         bits: Layer -> bit-width (``None``: kept in float), every quantisable layer.
         widths: Layer -> width multiplier in force.
         params: The configuration as trial parameters (``search.build(result.params)``
@@ -61,6 +70,9 @@ class BaselineResult:
         epochs_spent: Training epochs spent choosing it.
         seconds: Wall time spent choosing it.
         candidates: The uniform candidates tried: bits, width, size_mb, val_accuracy.
+        learned: ``learned`` only: the continuous and the rounded bits per layer, the final
+            penalty weights and relative surrogate costs, epochs and steps
+            (:meth:`~optuna_kmtpe._compress.learned.LearnedBits.to_dict`).
     """
 
     method: str
@@ -76,25 +88,38 @@ class BaselineResult:
     epochs_spent: int
     seconds: float
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    learned: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return asdict(self)
 
 
-def run_baseline(search: MixedPrecisionSearch, method: str) -> BaselineResult:
+def run_baseline(
+    search: MixedPrecisionSearch, method: str, *, epochs: int | None = None
+) -> BaselineResult:
     """The ``method`` baseline of ``search`` (see the module docstring).
 
+    Args:
+        search: The search whose limits, cost model, bits and training it uses.
+        method: One of :data:`BASELINES`.
+        epochs: ``learned`` only: training epochs of the bit learning.
+
     Raises:
-        ValueError: Unknown method, or no configuration of that kind meets the limits.
+        ValueError: Unknown method, ``epochs`` for another method, or no configuration of
+            that kind meets the limits.
     """
     if method not in BASELINES:
         raise ValueError(f"Unknown baseline {method!r}; choose from {', '.join(BASELINES)}.")
+    if epochs is not None and method != "learned":
+        raise ValueError(f"`epochs` applies to the learned baseline only, not to {method!r}.")
     t0 = time.perf_counter()
     space = search.space
     fixed = {n: _FLOAT_BITS for n in search.layers if n not in space.layers}
     if method == "uniform":
         return _uniform(search, fixed, t0)
+    if method == "learned":
+        return _learned(search, fixed, t0, epochs)
     omega = _omega(search)
     allocate = ilp_allocation if method == "ilp" else greedy_allocation
     found = allocate(search.cost_model, search.limits, omega, fixed)
@@ -173,6 +198,32 @@ def _uniform(search: MixedPrecisionSearch, fixed: dict[str, int], t0: float) -> 
     )
 
 
+def _learned(
+    search: MixedPrecisionSearch, fixed: dict[str, int], t0: float, epochs: int | None
+) -> BaselineResult:
+    job = search.objective()
+    n_epochs = max(1, LEARNED_EPOCHS_PER_EPOCH * job.epochs) if epochs is None else epochs
+    found = learn_bits(
+        job.builder.base,
+        job.train_fn,
+        search.cost_model,
+        search.limits,
+        {n: _candidate_bits(search, n) for n in search.space.layers},
+        fixed,
+        epochs=n_epochs,
+        seed=job.seed,
+    )
+    _logger.info(f"learned bits {found.to_dict()}")
+    return _result(
+        search,
+        found.allocation,
+        None,
+        n_epochs,
+        time.perf_counter() - t0,
+        learned=found.to_dict(),
+    )
+
+
 def _bits_with_float(search: MixedPrecisionSearch, a: Allocation) -> dict[str, int | None]:
     return {n: (a.bits[n] if n in search.space.layers else None) for n in search.layers}
 
@@ -184,6 +235,7 @@ def _result(
     epochs: int,
     seconds: float,
     candidates: list[dict[str, Any]] | None = None,
+    learned: dict[str, Any] | None = None,
 ) -> BaselineResult:
     bits = _bits_with_float(search, a)
     space = search.space
@@ -205,4 +257,5 @@ def _result(
         epochs_spent=epochs,
         seconds=seconds,
         candidates=list(candidates or []),
+        learned=dict(learned or {}),
     )
