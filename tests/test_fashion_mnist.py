@@ -3,7 +3,9 @@ trial subset, the ``fmnist_resnet`` model and a ``kmtpe search --dataset fashion
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import json
 from pathlib import Path
 
@@ -151,16 +153,25 @@ def test_fmnist_resnet_builds_traces_costs_and_runs() -> None:
     assert cost.evaluate(2).speedup > cost.evaluate(4).speedup > 1
 
 
-def test_search_on_a_generated_archive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    root = write_fashion_mnist(tmp_path / "fm", train=100, test=40)
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def search_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """A tiny ``kmtpe search --dataset fashion-mnist`` on a generated archive:
+    (archive, run folder, printed summary)."""
+    tmp = tmp_path_factory.mktemp("fmnist-search")
+    root = write_fashion_mnist(tmp / "fm", train=100, test=40)
+    out = tmp / "run"
     argv = ["search", "--dataset", "fashion-mnist", "--data-dir", str(root), "--out", str(out)]
     argv += ["--base-epochs", "1", "--epochs", "1", "--final-epochs", "1", "--trials", "2"]
     argv += ["--startup", "2", "--hessian-samples", "2", "--hessian-batches", "1"]
     argv += ["--no-progress", "--pruner", "none", "--rescore", "0", "--trial-subset", "50"]
     argv += ["--threads", "1"]
-    assert main(argv) == 0
-    printed = capsys.readouterr().out
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert main(argv) == 0
+    return root, out, printed.getvalue()
+
+
+def test_search_on_a_generated_archive(search_run: tuple[Path, Path, str]) -> None:
+    _, out, printed = search_run
     assert (
         "kmtpe search: fmnist_resnet on Fashion-MNIST (100 train / 40 test; idx files" in printed
     )
@@ -171,3 +182,15 @@ def test_search_on_a_generated_archive(tmp_path: Path, capsys: pytest.CaptureFix
     result = json.loads((out / "result.json").read_text())
     assert (result["trial_train_images"], result["final_train_images"]) == (50, 80)
     assert result["test_accuracy"] is not None
+
+
+def test_export_of_the_searched_model(search_run: tuple[Path, Path, str]) -> None:
+    pytest.importorskip("qonnx")
+    root, out, _ = search_run
+    onnx = out / "m.qonnx.onnx"
+    argv = ["export", str(out), "--format", "qonnx", "--out", str(onnx), "--data-dir", str(root)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(argv) == 0
+    summary = json.loads(onnx.with_suffix(".summary.json").read_text())
+    assert summary["check"]["passed"] and summary["check"]["n"] == 40, summary["check"]
+    assert len(summary["layers"]) == 6
