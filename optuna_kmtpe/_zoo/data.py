@@ -270,12 +270,11 @@ def _mnist5k(seed: int) -> DataSplits:
     return _grey_splits("mnist-5k", label, images, np.asarray(y, dtype=np.int64), 255.0, seed)
 
 
-def _fashion_mnist(data_dir: str | Path | None, seed: int) -> DataSplits:
-    root = FASHION_MNIST_DIR if data_dir is None else Path(data_dir).expanduser()
+def _fashion_files(root: Path) -> dict[str, Path]:
+    """The four idx files in ``root`` (gzipped or not), keyed like ``_FASHION_FILES``."""
     paths: dict[str, Path] = {}
     for key, stem in _FASHION_FILES.items():
-        found = [root / f"{stem}.gz", root / stem]
-        hit = next((p for p in found if p.is_file()), None)
+        hit = next((p for p in (root / f"{stem}.gz", root / stem) if p.is_file()), None)
         if hit is not None:
             paths[key] = hit
     missing = [f"{stem}[.gz]" for key, stem in _FASHION_FILES.items() if key not in paths]
@@ -286,6 +285,12 @@ def _fashion_mnist(data_dir: str | Path | None, seed: int) -> DataSplits:
             f"{FASHION_MNIST_DIR}), or pass --data-dir FOLDER holding the four idx files "
             "(gzipped or not)."
         )
+    return paths
+
+
+def _fashion_mnist(data_dir: str | Path | None, seed: int) -> DataSplits:
+    root = FASHION_MNIST_DIR if data_dir is None else Path(data_dir).expanduser()
+    paths = _fashion_files(root)
     try:
         x_all = read_idx(paths["train_images"], ndim=3)
         y_all = read_idx(paths["train_labels"], ndim=1).astype(np.int64)
@@ -297,11 +302,12 @@ def _fashion_mnist(data_dir: str | Path | None, seed: int) -> DataSplits:
             "dataset-fashion-mnist) or replace the file."
         ) from None
     for images, labels, what in ((x_all, y_all, "train"), (x_test, y_test, "t10k")):
-        if len(images) != len(labels) or images.shape[1:] != (28, 28) or labels.max() > 9:
+        top = int(labels.max()) if len(labels) else -1
+        if not 0 < len(images) == len(labels) or images.shape[1:] != (28, 28) or top > 9:
             raise DataError(
                 f"Fashion-MNIST in {root} is inconsistent: {what} images {images.shape}, "
-                f"{len(labels)} labels in 0..{labels.max()} (expected Nx28x28 images, as many "
-                "labels, in 0..9)."
+                f"{len(labels)} labels in 0..{top} (expected N > 0 28x28 images and as many "
+                "labels in 0..9)."
             )
     n_val = min(_FASHION_VAL, len(y_all) // 5) or 1
     train, val = _split(len(y_all), y_all, n_val, seed)
