@@ -194,3 +194,24 @@ def test_export_of_the_searched_model(search_run: tuple[Path, Path, str]) -> Non
     summary = json.loads(onnx.with_suffix(".summary.json").read_text())
     assert summary["check"]["passed"] and summary["check"]["n"] == 40, summary["check"]
     assert len(summary["layers"]) == 6
+
+
+def test_compare_records_the_trial_subset(tmp_path: Path) -> None:
+    from optuna_kmtpe._commands.compare_run import CompareConfig
+    from optuna_kmtpe._commands.compare_run import run_compare
+
+    root = write_fashion_mnist(tmp_path / "fm", train=100, test=40)
+    out = tmp_path / "cmp"
+    cfg = CompareConfig(
+        dataset="fashion-mnist", data_dir=str(root), methods=("uniform",), seeds=1, epochs=1,
+        base_epochs=1, final_epochs=1, avg_bits=4, out=str(out),
+    )  # fmt: skip
+    run_compare(cfg)
+    setting = json.loads((out / "setting.json").read_text())
+    # The default subset (10,000) is larger than the 80 training images: all are used.
+    assert (setting["trial_train_images"], setting["final_train_images"]) == (80, 80)
+    assert setting["model"] == "fmnist_resnet"
+    assert (
+        "Training images: trials and final training: all 80 training images."
+        in (out / "comparison.md").read_text()
+    )
