@@ -80,7 +80,8 @@ def test_corrupt_cifar_file_is_reported(tmp_path: Path) -> None:
 
 def test_unknown_dataset_lists_known_ones() -> None:
     with pytest.raises(
-        DataError, match="Unknown dataset .mnist.; known datasets: digits, mnist-5k, cifar10"
+        DataError,
+        match="Unknown dataset .mnist.; known datasets: digits, mnist-5k, fashion-mnist, cifar10",
     ):
         load_dataset("mnist")
 

@@ -26,6 +26,7 @@ EXPECTED_LAYERS = {
     "resnet50": 54,
     "small_cnn": 4,
     "mnist_cnn": 5,
+    "fmnist_resnet": 6,
 }
 # Parameter counts of the width-1 models with 10 classes.
 # ResNet-20 (option A): stem 3*16*9, stage 1 six 16*16*9 convs, stage 2 32*16*9 + five
@@ -39,6 +40,9 @@ EXPECTED_PARAMS = {
     + (64 * 10 + 10)
     + 2 * (7 * 16 + 6 * 32 + 6 * 64),
     "resnet18": 11_689_512 - 513 * 990,
+    # Stem 1*16*9, blocks 32*16*9 + 32*32*9 and 64*32*9 + 64*64*9, fc 64*10 + 10,
+    # BatchNorm 2 * (16 + 2*32 + 2*64).
+    "fmnist_resnet": 144 + 4608 + 9216 + 18432 + 36864 + 650 + 2 * (16 + 2 * 32 + 2 * 64),
 }
 
 
@@ -54,7 +58,7 @@ def test_layer_count_and_order(name: str) -> None:
     assert names == expected
 
 
-@pytest.mark.parametrize("name", ["resnet20", "resnet18"])
+@pytest.mark.parametrize("name", ["resnet20", "resnet18", "fmnist_resnet"])
 def test_param_counts(name: str) -> None:
     with torch.device("meta"):
         model = build_model(name, 10)

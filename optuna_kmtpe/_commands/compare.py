@@ -30,10 +30,18 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument(
-        "--dataset", default="digits", help="digits (default), mnist-5k, cifar10, cifar100"
+        "--dataset",
+        default="digits",
+        help="digits (default), mnist-5k, fashion-mnist, cifar10, cifar100",
     )
     p.add_argument("--model", help="default: the dataset's model (kmtpe search's default)")
-    p.add_argument("--data-dir", help="folder holding the CIFAR files")
+    p.add_argument("--data-dir", help="folder holding the CIFAR or Fashion-MNIST idx files")
+    p.add_argument(
+        "--trial-subset",
+        type=int,
+        help="the searches' trials train on a fixed subset of N training images per epoch; "
+        "0: all (default 10,000 for fashion-mnist, else 0); final trainings use all",
+    )
     p.add_argument("--checkpoint", help="trained base model weights (.pt); else it is trained")
     p.add_argument(
         "--methods",
@@ -97,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         model=args.model,
         data_dir=args.data_dir,
+        trial_subset=args.trial_subset,
         checkpoint=args.checkpoint,
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
         trials=args.trials,

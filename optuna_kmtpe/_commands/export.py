@@ -49,7 +49,9 @@ def register(subparsers: Any) -> None:
         "--out", required=True, help="output .onnx file (qonnx, qcdq) or folder (hls4ml)"
     )
     parser.add_argument(
-        "--data-dir", default=None, help="CIFAR folder, for runs on CIFAR (the check's inputs)"
+        "--data-dir",
+        default=None,
+        help="the search's --data-dir (CIFAR, Fashion-MNIST), for the check's inputs",
     )
     parser.add_argument(
         "--seed",

