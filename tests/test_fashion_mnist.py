@@ -197,8 +197,8 @@ def test_export_of_the_searched_model(search_run: tuple[Path, Path, str]) -> Non
 
 
 def test_compare_records_the_trial_subset(tmp_path: Path) -> None:
-    from optuna_kmtpe._commands.compare_run import CompareConfig
-    from optuna_kmtpe._commands.compare_run import run_compare
+    from optuna_kmtpe._runs.compare_run import CompareConfig
+    from optuna_kmtpe._runs.compare_run import run_compare
 
     root = write_fashion_mnist(tmp_path / "fm", train=100, test=40)
     out = tmp_path / "cmp"
