@@ -20,6 +20,7 @@ import numpy as np
 
 from optuna_kmtpe._compress.loops import DivergenceError
 from optuna_kmtpe._logging import get_logger
+from optuna_kmtpe._search.objective import trained_params
 
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def rescore_top(
         raise ValueError(f"`top` and `repeats` must be >= 1, got {top} and {repeats}.")
     found = []
     for rank, t in enumerate(candidates(study)[:top]):
-        bits, widths = objective.configuration(t.params)
+        bits, widths = objective.configuration(trained_params(t))
         scores = []
         try:
             for r in range(repeats):
