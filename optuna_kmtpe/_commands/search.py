@@ -17,6 +17,8 @@ import json
 import sys
 from typing import Any
 
+from optuna_kmtpe._commands.search_options import add_space_options
+from optuna_kmtpe._commands.search_options import space_options
 from optuna_kmtpe._compress.limits import OBJECTIVES
 from optuna_kmtpe._sampler_registry import SAMPLERS as _SAMPLER_FACTORIES
 from optuna_kmtpe._search.pruning import PRUNERS
@@ -109,6 +111,7 @@ def register(subparsers: Any) -> None:
         help="latency model of the limits and the speedup: memory (default; DRAM-bound at "
         "19.2 GB/s) or compute (the DSP array alone, as the paper's speedups)",
     )
+    add_space_options(g)
     g.add_argument("--clusters", type=int, default=4, help="k of the Hessian clustering (4)")
     g.add_argument("--hessian-samples", type=int, default=50, help="max Hutchinson samples/layer")
     g.add_argument("--hessian-batches", type=int, default=2)
@@ -193,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
         reuse_repeats=args.reuse_repeats,
         rescore=args.rescore,
         rescore_repeats=args.rescore_repeats,
+        **space_options(args),
         cost_model=args.cost_model,
         pruner=args.pruner,
     )
