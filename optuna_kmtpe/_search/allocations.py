@@ -100,15 +100,15 @@ def feasible_uniform(
     return found
 
 
-def undominated(uniform: Sequence[Allocation]) -> list[Allocation]:
-    """The uniform allocations that no other one dominates (more bits and at least as
-    wide), in order: the candidates of the ``uniform`` baseline."""
-    kept = []
-    for i, a in enumerate(uniform):
-        width = max(a.widths.values(), default=1.0)
-        if not any(max(o.widths.values(), default=1.0) >= width for o in uniform[:i]):
-            kept.append(a)
-    return kept
+def undominated(uniform: Sequence[Allocation], width_layers: Sequence[str]) -> list[Allocation]:
+    """The uniform allocations of :func:`feasible_uniform` (most bits first) that no other
+    one dominates (more bits and at least as wide in ``width_layers``), in order: the
+    candidates of the ``uniform`` baseline."""
+
+    def width(a: Allocation) -> float:
+        return max((a.widths[n] for n in width_layers), default=1.0)
+
+    return [a for i, a in enumerate(uniform) if not any(width(o) >= width(a) for o in uniform[:i])]
 
 
 def reference_allocations(

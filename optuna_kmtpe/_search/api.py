@@ -608,7 +608,7 @@ class MixedPrecisionSearch:
         out: list[tuple[str, dict[str, Any]]] = []
         seen: set[str] = set()
         for method, allocs in (
-            ("uniform", undominated(found.get("uniform", []))),
+            ("uniform", undominated(found.get("uniform", []), list(space.widths))),
             ("ilp", found.get("ilp", [])),
             ("greedy", found.get("greedy", [])),
         ):

@@ -161,7 +161,8 @@ def _uniform(search: SearchLike, fixed: dict[str, int], t0: float) -> BaselineRe
     if all(len(b) == 1 for b in bits.values()):
         raise ValueError("Every searched layer has fixed bits; there is nothing to allocate.")
     options = undominated(
-        feasible_uniform(search.cost_model, search.limits, bits, space.widths, fixed)
+        feasible_uniform(search.cost_model, search.limits, bits, space.widths, fixed),
+        list(space.widths),
     )
     if not options:
         search.limits.check_attainable(search.cost_model, search.bit_choices)  # the reason
