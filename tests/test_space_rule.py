@@ -166,6 +166,7 @@ def test_repair_trains_a_feasible_configuration_and_records_the_proposal() -> No
     assert search.objective().configuration(best.params)[0] == dict(
         zip(search.layers, t.user_attrs["bits"])
     )
+    assert _signature(search.build(t)) == _signature(search.build(best)) == record.calls[0]
     # Random proposals: every trial trains a feasible configuration.
     study = optuna.create_study(
         direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1)

@@ -57,6 +57,7 @@ from optuna_kmtpe._search.api import MixedPrecisionSearch
 from optuna_kmtpe._search.baselines import BASELINES
 from optuna_kmtpe._search.checkpoint import atomic_write
 from optuna_kmtpe._search.objective import EPOCHS_TRAINED
+from optuna_kmtpe._search.objective import trained_params
 from optuna_kmtpe._search.pruning import DEFAULT_PRUNER
 from optuna_kmtpe._search.pruning import make_pruner
 from optuna_kmtpe._search.pruning import PRUNERS
@@ -337,7 +338,7 @@ def _search_record(
         "n_warm_start": sum("warm_start" in t.user_attrs for t in study.trials),
         "n_reused": sum("reused_from_trial" in t.user_attrs for t in study.trials),
         "tie_band": best.tie_band,
-        "n_distinct": len({json.dumps(t.params, sort_keys=True) for t in study.trials}),
+        "n_distinct": len({json.dumps(trained_params(t), sort_keys=True) for t in study.trials}),
         "explored": [
             [t.user_attrs["size_mb"], t.user_attrs["accuracy"]]
             for t in study.trials

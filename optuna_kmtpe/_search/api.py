@@ -723,7 +723,10 @@ class MixedPrecisionSearch:
         Args:
             best: What :meth:`best` returned, a trial, or trial parameters.
         """
-        params = best.params if hasattr(best, "params") else best
+        if hasattr(best, "user_attrs"):  # a trial: the configuration it trained
+            params: Mapping[str, Any] = trained_params(best)  # type: ignore[arg-type]
+        else:
+            params = best.params if hasattr(best, "params") else best  # type: ignore[assignment]
         bits, widths = self.objective().configuration(params)  # type: ignore[arg-type]
         return self._builder.build(bits, widths if self._plan is not None else None)
 
