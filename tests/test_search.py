@@ -244,6 +244,9 @@ def test_no_configuration_met_the_limits_is_said_at_the_end(
 ) -> None:
     # An impossible limit is refused before any search, naming the best reachable size ...
     argv = ["search", *TINY, "--trials", "3", "--startup", "3"]
+    # The former defaults: the paper's space, no warm start, infeasible proposals untrained
+    # (the defaults repair them, so every trial is feasible).
+    argv += ["--space-rule", "paper", "--no-warm-start", "--infeasible", "penalty"]
     assert main([*argv, "--out", str(tmp_path / "a"), "--size-limit-mb", "1e-6"]) == 2
     found = re.search(r"best reachable: ([0-9.e+-]+)", capsys.readouterr().err)
     assert found is not None

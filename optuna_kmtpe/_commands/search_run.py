@@ -411,8 +411,9 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
             "former. Pass the same limit options, or start a new study (--out / --study-name)."
         )
     search.prepare_study(study)
-    if cfg.warm_start:
-        search.enqueue_warm_start(study)
+    if cfg.warm_start:  # within the trials left in the budget
+        waiting = sum(t.state.name == "WAITING" for t in study.get_trials(deepcopy=False))
+        search.enqueue_warm_start(study, limit=max(open_slots(study, cfg.trials) - waiting, 0))
     local = cfg.storage is None
     n_retry = requeue_interrupted(study, storage, local or cfg.requeue_running)
     slots = max(open_slots(study, cfg.trials), 0)

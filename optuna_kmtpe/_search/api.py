@@ -557,7 +557,8 @@ class MixedPrecisionSearch:
         With ``warm_start`` (default) the baseline configurations (:meth:`warm_start_params`:
         the feasible uniform candidates, the ILP's and the greedy's allocation) are enqueued
         first, so they are the study's first trials and its choice can only match or beat
-        them on the proxy; they count as trials of ``n_trials``. A configuration already in
+        them on the proxy; they count as trials of ``n_trials`` (at most ``n_trials`` are
+        enqueued). A configuration already in
         the study is not enqueued again (a resumed study), and one an earlier trial trained
         is not trained again (``reuse_repeats``). Samplers count them like any finished
         trial: they are among the ``n_startup_trials`` of Optuna's TPE and k-means TPE.
@@ -585,7 +586,7 @@ class MixedPrecisionSearch:
         """
         self.prepare_study(study)
         if warm_start:
-            self.enqueue_warm_start(study)
+            self.enqueue_warm_start(study, limit=n_trials)
         extra = (catch,) if isinstance(catch, type) else tuple(catch)
         study.optimize(
             self.objective(budget=budget),
@@ -627,13 +628,17 @@ class MixedPrecisionSearch:
                     out.append((method, params))
         return out
 
-    def enqueue_warm_start(self, study: optuna.Study) -> int:
+    def enqueue_warm_start(self, study: optuna.Study, limit: int | None = None) -> int:
         """Enqueue :meth:`warm_start_params` in ``study`` (``skip_if_exists``; user
-        attribute ``warm_start``: the method) and return how many were new."""
-        before = len(study.get_trials(deepcopy=False))
+        attribute ``warm_start``: the method), at most ``limit`` new ones (the trials left
+        in the budget), and return how many were new."""
+        added = 0
         for method, params in self.warm_start_params():
+            if limit is not None and added >= limit:
+                break
+            before = len(study.get_trials(deepcopy=False))
             study.enqueue_trial(params, user_attrs={"warm_start": method}, skip_if_exists=True)
-        added = len(study.get_trials(deepcopy=False)) - before
+            added += len(study.get_trials(deepcopy=False)) - before
         if added:
             _logger.info(f"warm start: {added} baseline configuration(s) enqueued")
         return added

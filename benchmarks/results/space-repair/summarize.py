@@ -1,7 +1,7 @@
 """Table of the space-repair runs (run.sh): per dataset, limit and variant, the share of
 trials that trained a feasible configuration and the chosen speedup against uniform's.
 
-    python benchmarks/results/space-repair/summarize.py > benchmarks/results/space-repair/summary.md
+    cd benchmarks/results/space-repair && python summarize.py > summary.md
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).parent
 print(
@@ -33,6 +32,7 @@ for out in sorted(p for p in ROOT.iterdir() if p.is_dir()):
         print(
             f"| {data} | {limit} | {variant} | {method} | {len(rs)} | "
             f"{feas}/{trials} ({100 * feas / trials:.0f}%) | "
-            f"{sum(r.get('n_repaired', 0) for r in rs)} | {sum(r.get('n_reused', 0) for r in rs)} | "
+            f"{sum(r.get('n_repaired', 0) for r in rs)} | "
+            f"{sum(r.get('n_reused', 0) for r in rs)} | "
             f"{sum(r.get('n_warm_start', 0) for r in rs)} | {val} | {speed} | {u_speed} |"
         )
