@@ -163,8 +163,10 @@ class MixedPrecisionSearch:
 
     Algorithm 1 of the paper on any ``torch.nn.Module``: estimate the Hessian trace of every
     quantisable layer (``Conv1d``, ``Conv2d`` incl. grouped and depthwise, ``Linear``) on a
-    few training batches, prune each layer's bit-widths by clustering the traces, then let an
-    Optuna study pick bits (and width multipliers) per layer. Each trial is costed on the
+    few training batches, prune each layer's bit-widths by clustering the traces (keeping,
+    by default, the bits of the feasible uniform, ILP and greedy configurations), then let
+    an Optuna study pick bits (and width multipliers) per layer, starting from those
+    configurations. Each trial is costed on the
     :class:`~optuna_kmtpe.DSPPackingModel`; a configuration within the limits is built
     (width-scaled copy of the model with its trained weights inherited, fake-quantised),
     trained ``epochs`` epochs and scored on the validation data. A configuration equal to

@@ -3,7 +3,7 @@ space, no warm start, penalty) where ``kmtpe compare`` stops because no trial me
 Same data, base model, limits, sampler, trials and seeds as run.sh; no final training.
 
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/results/space-repair/before_share.py \
-        DATASET CHECKPOINT SIZE_LIMIT_MB MIN_SPEEDUP
+        DATASET CHECKPOINT SIZE_LIMIT_MB MIN_SPEEDUP [METHODS [SEEDS]]
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from optuna_kmtpe._zoo.data import load_dataset
 dataset, checkpoint, size, speed = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 cfg = CompareConfig(
     dataset=dataset, checkpoint=checkpoint, size_limit_mb=size, min_speedup=speed,
-    trials=10, epochs=1, seeds=2,
+    trials=10, epochs=1, seeds=int(sys.argv[6]) if len(sys.argv) > 6 else 2,
 )  # fmt: skip
+methods = sys.argv[5].split(",") if len(sys.argv) > 5 else ["kmeans-tpe", "random"]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 search_cfg = _check(cfg)
 device = pick_device(None)
@@ -53,7 +54,7 @@ search = MixedPrecisionSearch(
     space_rule="paper",
     infeasible="penalty",
 )
-for method in ("kmeans-tpe", "random"):
+for method in methods:
     for seed in range(cfg.seeds):
         study = optuna.create_study(
             direction="maximize",
