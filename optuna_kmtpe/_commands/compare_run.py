@@ -312,7 +312,12 @@ def _search_record(
         choice_rule=cfg.choice_rule,
     )
     seconds = time.perf_counter() - t0
-    rescored = min(cfg.rescore, len(candidates(study)))
+    pool = candidates(study)
+    rescored = min(cfg.rescore, len(pool))
+    warm = [t for t in pool if "warm_start" in t.user_attrs]
+    if cfg.rescore and cfg.choice_rule == "speed-band" and warm:  # + the speed reference
+        fastest = max(warm, key=lambda t: float(t.user_attrs["speedup"]))
+        rescored += fastest.number not in {t.number for t in pool[: cfg.rescore]}
     epochs = [int(t.user_attrs.get(EPOCHS_TRAINED, 0)) for t in study.trials]
     rescore_epochs = rescored * cfg.rescore_repeats * cfg.epochs
     return {

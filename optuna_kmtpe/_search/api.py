@@ -666,7 +666,9 @@ class MixedPrecisionSearch:
             rescore: Re-train the ``rescore`` best distinct configurations
                 ``rescore_repeats`` more times with fresh seeds (each like a trial) and
                 choose by the mean score (:mod:`optuna_kmtpe._search.selection`); 0 takes
-                the trials' single scores as they are.
+                the trials' single scores as they are. With ``"speed-band"`` the fastest
+                warm-start configuration is re-scored too, so the baseline to beat on speed
+                is compared on the same footing.
             rescore_repeats: Re-scores per configuration.
             choice_rule: ``"speed-band"`` or ``"score"``.
             tie_band: The band in score units; default one standard error of a re-scored
@@ -689,7 +691,10 @@ class MixedPrecisionSearch:
         scored = [_scored(t, (float(t.user_attrs["accuracy"]),)) for t in pool]
         rescored: dict[int, float] = {}
         if rescore > 0:
-            ranked = rescore_top(study, self.objective(), top=rescore, repeats=rescore_repeats)
+            reference = _fastest_warm_start(pool) if choice_rule == "speed-band" else []
+            ranked = rescore_top(
+                study, self.objective(), top=rescore, repeats=rescore_repeats, extra=reference
+            )
             if ranked:  # else every re-score diverged: keep the trials' own scores
                 scored = [_scored(trials[r.trial], (r.accuracy, *r.rescored)) for r in ranked]
                 rescored = {r.trial: r.mean for r in ranked}
@@ -823,6 +828,13 @@ def choose(study: optuna.Study) -> FrozenTrial | None:
         if key is None or k < key:
             best, key = t, k
     return best
+
+
+def _fastest_warm_start(pool: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The fastest warm-start trial of ``pool`` (the speed reference a re-scored choice
+    also re-scores), or none."""
+    warm = [t for t in pool if "warm_start" in t.user_attrs]
+    return [max(warm, key=lambda t: float(t.user_attrs["speedup"]))] if warm else []
 
 
 def _scored(t: FrozenTrial, scores: tuple[float, ...]) -> Scored:

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -70,9 +71,15 @@ def candidates(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def rescore_top(
-    study: optuna.Study, objective: TrialObjective, *, top: int = 5, repeats: int = 2
+    study: optuna.Study,
+    objective: TrialObjective,
+    *,
+    top: int = 5,
+    repeats: int = 2,
+    extra: Sequence[FrozenTrial] = (),
 ) -> list[Rescored]:
-    """Re-train and re-score the ``top`` best configurations ``repeats`` times each.
+    """Re-train and re-score the ``top`` best configurations ``repeats`` times each, and
+    the ``extra`` trials (e.g. the fastest warm-start one) when not among them.
 
     Returns:
         The re-scored trials, best mean first (ties: the earlier rank); a configuration whose
@@ -84,7 +91,9 @@ def rescore_top(
     if top < 1 or repeats < 1:
         raise ValueError(f"`top` and `repeats` must be >= 1, got {top} and {repeats}.")
     found = []
-    for rank, t in enumerate(candidates(study)[:top]):
+    pool = candidates(study)[:top]
+    pool += [t for t in extra if t.number not in {p.number for p in pool}]
+    for rank, t in enumerate(pool):
         bits, widths = objective.configuration(trained_params(t))
         scores = []
         try:
