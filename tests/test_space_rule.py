@@ -20,6 +20,7 @@ from optuna_kmtpe._compress.search_space import bit_subsets
 from optuna_kmtpe._search.choice_rule import pick
 from optuna_kmtpe._search.choice_rule import Scored
 from optuna_kmtpe._search.choice_rule import tie_band
+from optuna_kmtpe._search.selection import candidates
 
 
 torch.set_num_threads(1)
@@ -187,7 +188,7 @@ def test_the_speed_rule_takes_the_faster_of_equal_scores() -> None:
     assert tie_band(noisy) > 0.03 and pick(noisy).trial == 4  # means 0.93 and 0.91
     assert pick(noisy, band=0.0).trial == 3
     # Through the search: every score is 0.5, so the fastest trial is chosen.
-    search, _ = _search()
+    search, record = _search()
     study = optuna.create_study(
         direction="maximize", sampler=optuna.samplers.RandomSampler(seed=2)
     )
@@ -197,6 +198,14 @@ def test_the_speed_rule_takes_the_faster_of_equal_scores() -> None:
     assert search.best(study).speedup == max(speed.values())
     smallest = min(t.user_attrs["size_mb"] for t in study.trials)
     assert search.best(study, choice_rule="score").size_mb == smallest
+    # Re-scoring also re-scores the fastest warm-start configuration (the speed reference).
+    top = candidates(study)[0]
+    warm = [t for t in study.trials if "warm_start" in t.user_attrs]
+    fastest = max(warm, key=lambda t: t.user_attrs["speedup"])
+    n = len(record.calls)
+    chosen = search.best(study, rescore=1, rescore_repeats=1)
+    assert len(record.calls) - n == 1 + (top.number != fastest.number)
+    assert chosen.speedup >= fastest.user_attrs["speedup"] and chosen.tie_band == 0.0
 
 
 def _imports(module: str) -> set[str]:
