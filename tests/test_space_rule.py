@@ -21,6 +21,7 @@ from optuna_kmtpe._search.choice_rule import pick
 from optuna_kmtpe._search.choice_rule import Scored
 from optuna_kmtpe._search.choice_rule import tie_band
 from optuna_kmtpe._search.selection import candidates
+from tests._logs import captured_logs
 
 
 torch.set_num_threads(1)
@@ -206,6 +207,12 @@ def test_the_speed_rule_takes_the_faster_of_equal_scores() -> None:
     chosen = search.best(study, rescore=1, rescore_repeats=1)
     assert len(record.calls) - n == 1 + (top.number != fastest.number)
     assert chosen.speedup >= fastest.user_attrs["speedup"] and chosen.tie_band == 0.0
+    # A choice slower than the fastest warm-start configuration says so.
+    with captured_logs() as logs:
+        small = search.best(study, choice_rule="score")
+    slower = small.speedup < fastest.user_attrs["speedup"]
+    assert slower == any("slower than the fastest baseline" in m for m in logs)
+    assert slower  # here the smallest configuration is not the fastest
 
 
 def _imports(module: str) -> set[str]:

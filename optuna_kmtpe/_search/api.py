@@ -703,6 +703,7 @@ class MixedPrecisionSearch:
             band = tie_band_of(scored)
         chosen = trials[pick(scored, choice_rule, band).trial]
         a = chosen.user_attrs
+        _say_if_slower(chosen, _fastest_warm_start(pool), {e.trial: e.mean for e in scored})
         return BestConfiguration(
             trial=chosen.number,
             bits=dict(zip(a["layers"], a["bits"])),
@@ -835,6 +836,23 @@ def _fastest_warm_start(pool: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     also re-scores), or none."""
     warm = [t for t in pool if "warm_start" in t.user_attrs]
     return [max(warm, key=lambda t: float(t.user_attrs["speedup"]))] if warm else []
+
+
+def _say_if_slower(
+    chosen: FrozenTrial, reference: Sequence[FrozenTrial], means: Mapping[int, float]
+) -> None:
+    """Log when the chosen configuration is slower than the fastest warm-start one."""
+    for ref in reference:
+        speed, own = float(ref.user_attrs["speedup"]), float(chosen.user_attrs["speedup"])
+        if speed > own:
+            _logger.warning(
+                f"The chosen configuration (trial {chosen.number}, speedup {own:.2f}x) is "
+                f"slower than the fastest baseline one tried (trial {ref.number}, "
+                f"{ref.user_attrs['warm_start']}, {speed:.2f}x, score "
+                f"{means.get(ref.number, float(ref.user_attrs['accuracy'])):.4f} against "
+                f"{means.get(chosen.number, float(chosen.user_attrs['accuracy'])):.4f}); pass "
+                "its params to build() for the faster model."
+            )
 
 
 def _scored(t: FrozenTrial, scores: tuple[float, ...]) -> Scored:
