@@ -139,7 +139,7 @@ def test_resume_after_sigkill_loses_no_finished_trial(tmp_path: Path) -> None:
     # Watch the atomically rewritten results.csv, not the database: a second connection
     # while the child creates the SQLite schema makes the child fail to open its storage.
     results = out / "results.csv"
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # every trial trains now (warm start, repair): slower
     try:
         while time.time() < deadline and proc.poll() is None:
             time.sleep(0.1)
