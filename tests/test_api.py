@@ -276,10 +276,10 @@ def test_a_repeated_configuration_is_reused_not_trained(loaders: Any) -> None:
     search = _search(_trained(ResidualNet(), loaders[0]), loaders, objective="constraints")
     calls = _counting(search)
     study = optuna.create_study(direction="maximize", sampler=_SamePoint())
-    search.optimize(study, n_trials=3)  # the sampler proposes one point three times
+    search.optimize(study, n_trials=3, warm_start=False)  # one point three times
     first = study.trials[0]
     study.enqueue_trial(first.params)  # an enqueued repeat
-    search.optimize(study, n_trials=1)
+    search.optimize(study, n_trials=1, warm_start=False)
     assert len(calls) == 1 and [t.state.name for t in study.trials] == ["COMPLETE"] * 4
     for t in study.trials[1:]:
         assert t.user_attrs["reused_from_trial"] == 0
@@ -289,7 +289,11 @@ def test_a_repeated_configuration_is_reused_not_trained(loaders: Any) -> None:
     # Without reuse every trial trains.
     again = _search(search._model, loaders, reuse_repeats=False)
     calls = _counting(again)
-    again.optimize(optuna.create_study(direction="maximize", sampler=_SamePoint()), n_trials=2)
+    again.optimize(
+        optuna.create_study(direction="maximize", sampler=_SamePoint()),
+        n_trials=2,
+        warm_start=False,
+    )
     assert len(calls) == 2
 
 

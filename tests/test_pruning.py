@@ -199,15 +199,18 @@ def test_median_pruner_prunes_below_the_median_and_a_pruned_configuration_trains
 
 
 def test_untrained_infeasible_trials_record_no_epochs() -> None:
+    """With the penalty (the former default) an infeasible proposal trains nothing."""
     first = _rigged([])
     largest: dict[str, float] = {f"bits/{n}": max(b) for n, b in first.space.bits.items()}
     largest.update({f"width/{n}": max(w) for n, w in first.space.widths.items()})
     bits, widths = first.objective().configuration(largest)
     size = first.cost_model.evaluate([b or 16 for b in bits.values()], widths).size_mb
-    search = _rigged([], space=first.space, limits=HardwareLimits(size_mb=0.99 * size))
+    search = _rigged(
+        [], space=first.space, limits=HardwareLimits(size_mb=0.99 * size), infeasible="penalty"
+    )
     study = _study_with(_AlwaysPrune())
     study.enqueue_trial(largest)
-    search.optimize(study, n_trials=1)
+    search.optimize(study, n_trials=1, warm_start=False)
     t = study.trials[0]
     assert t.state == TrialState.COMPLETE and not t.user_attrs["feasible"]
     assert not t.user_attrs["trained"] and t.user_attrs["epochs_trained"] == 0

@@ -141,7 +141,7 @@ def test_resume_after_sigkill_loses_no_finished_trial(tmp_path: Path) -> None:
     # Watch the atomically rewritten results.csv, not the database: a second connection
     # while the child creates the SQLite schema makes the child fail to open its storage.
     results = out / "results.csv"
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # every trial trains now (warm start, repair): slower
     try:
         while time.time() < deadline and proc.poll() is None:
             time.sleep(0.1)
@@ -246,6 +246,9 @@ def test_no_configuration_met_the_limits_is_said_at_the_end(
 ) -> None:
     # An impossible limit is refused before any search, naming the best reachable size ...
     argv = ["search", *TINY, "--trials", "3", "--startup", "3"]
+    # The former defaults: the paper's space, no warm start, infeasible proposals untrained
+    # (the defaults repair them, so every trial is feasible).
+    argv += ["--space-rule", "paper", "--no-warm-start", "--infeasible", "penalty"]
     assert main([*argv, "--out", str(tmp_path / "a"), "--size-limit-mb", "1e-6"]) == 2
     found = re.search(r"best reachable: ([0-9.e+-]+)", capsys.readouterr().err)
     assert found is not None

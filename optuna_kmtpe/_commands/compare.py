@@ -9,6 +9,9 @@ from pathlib import Path
 import sys
 from typing import Any
 
+from optuna_kmtpe._commands.search_options import add_space_options
+from optuna_kmtpe._commands.search_options import space_options
+
 
 def register(subparsers: Any) -> None:
     from optuna_kmtpe._commands._names import DEFAULT_PRUNER
@@ -83,6 +86,7 @@ def register(subparsers: Any) -> None:
         default=DEFAULT_PRUNER,
         help=f"the searches' pruner (default {DEFAULT_PRUNER}, as kmtpe search)",
     )
+    add_space_options(p)
     p.add_argument("--out", default="kmtpe_runs/compare", help="output folder")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when present)")
     add_threads(p)
@@ -125,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         rescore=args.rescore,
         rescore_repeats=args.rescore_repeats,
         pruner=args.pruner,
+        **space_options(args),
         out=args.out,
         device=args.device,
         threads=args.threads,

@@ -21,6 +21,8 @@ from optuna_kmtpe._commands._names import OBJECTIVES
 from optuna_kmtpe._commands._names import PRUNERS
 from optuna_kmtpe._commands._names import SAMPLERS
 from optuna_kmtpe._commands._options import add_threads
+from optuna_kmtpe._commands.search_options import add_space_options
+from optuna_kmtpe._commands.search_options import space_options
 
 
 def register(subparsers: Any) -> None:
@@ -130,6 +132,7 @@ def register(subparsers: Any) -> None:
         help="latency model of the limits and the speedup: memory (default; DRAM-bound at "
         "19.2 GB/s) or compute (the DSP array alone, as the paper's speedups)",
     )
+    add_space_options(g)
     g.add_argument("--clusters", type=int, default=4, help="k of the Hessian clustering (4)")
     g.add_argument("--hessian-samples", type=int, default=50, help="max Hutchinson samples/layer")
     g.add_argument(
@@ -225,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
         reuse_repeats=args.reuse_repeats,
         rescore=args.rescore,
         rescore_repeats=args.rescore_repeats,
+        **space_options(args),
         cost_model=args.cost_model,
         pruner=args.pruner,
     )

@@ -35,10 +35,18 @@ if TYPE_CHECKING:
     from optuna_kmtpe._compress.sensitivity import TraceEstimate
 
 
-__all__ = ["Configuration", "MixedPrecisionSpace", "bit_subsets", "prune_search_space"]
+__all__ = [
+    "SPACE_RULES",
+    "Configuration",
+    "MixedPrecisionSpace",
+    "bit_subsets",
+    "prune_search_space",
+]
 
 DEFAULT_BITS = (8, 6, 4, 3, 2)
 DEFAULT_WIDTHS = (0.75, 0.875, 1.0, 1.125, 1.25)
+#: How a space's bits were chosen (:attr:`MixedPrecisionSpace.rule`).
+SPACE_RULES = ("baselines", "paper", "given")
 _FORMAT = "optuna_kmtpe.MixedPrecisionSpace"
 _VERSION = 1
 
@@ -106,6 +114,10 @@ class MixedPrecisionSpace:
         bit_choices: The unpruned bit-widths ``B``.
         clusters: Layer -> cluster index (0 = most sensitive), when built from traces.
         normalized_traces: Layer -> trace / numel, when built from traces.
+        rule: How ``bits`` were chosen: ``"paper"`` (each cluster's subset, as
+            :func:`prune_search_space` gives), ``"baselines"`` (the cluster subset and the
+            bit-widths of the feasible uniform, ILP and greedy allocations,
+            :func:`optuna_kmtpe._search.space.widen_space`) or ``"given"`` (by hand).
 
     Example:
         >>> import optuna
@@ -132,8 +144,11 @@ class MixedPrecisionSpace:
     bit_choices: tuple[int, ...] = DEFAULT_BITS
     clusters: dict[str, int] = field(default_factory=dict)
     normalized_traces: dict[str, float] = field(default_factory=dict)
+    rule: str = "given"
 
     def __post_init__(self) -> None:
+        if self.rule not in SPACE_RULES:
+            raise ValueError(f"rule must be one of {SPACE_RULES}, got {self.rule!r}.")
         if not self.layers:
             raise ValueError("A MixedPrecisionSpace needs at least one layer.")
         if len(set(self.layers)) != len(self.layers):
@@ -206,6 +221,7 @@ class MixedPrecisionSpace:
             "bit_choices": list(self.bit_choices),
             "clusters": dict(self.clusters),
             "normalized_traces": dict(self.normalized_traces),
+            "rule": self.rule,
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -227,6 +243,7 @@ class MixedPrecisionSpace:
             bit_choices=tuple(int(b) for b in data["bit_choices"]),
             clusters={la: int(c) for la, c in data["clusters"].items()},
             normalized_traces={la: float(t) for la, t in data["normalized_traces"].items()},
+            rule=str(data.get("rule", "paper")),  # spaces saved before the rule existed
         )
 
 
@@ -345,6 +362,7 @@ def prune_search_space(
         bit_choices=b,
         clusters={la: int(c) for la, c in zip(layers, clusters)},
         normalized_traces={la: float(v) for la, v in zip(layers, values)},
+        rule="paper",
     )
 
 

@@ -60,6 +60,7 @@ from optuna_kmtpe._search.api import MixedPrecisionSearch
 from optuna_kmtpe._search.baselines import BASELINES
 from optuna_kmtpe._search.checkpoint import atomic_write
 from optuna_kmtpe._search.objective import EPOCHS_TRAINED
+from optuna_kmtpe._search.objective import trained_params
 from optuna_kmtpe._search.pruning import DEFAULT_PRUNER
 from optuna_kmtpe._search.pruning import make_pruner
 from optuna_kmtpe._search.pruning import PRUNERS
@@ -114,6 +115,10 @@ class CompareConfig:
     rescore: int = 5
     rescore_repeats: int = 2
     pruner: str = DEFAULT_PRUNER
+    space_rule: str = "baselines"
+    warm_start: bool = True
+    infeasible: str = "repair"
+    choice_rule: str = "speed-band"
     out: str = "kmtpe_runs/compare"
     device: str | None = None
     # torch threads, set before anything trains (None: DEFAULT_THREADS)
@@ -173,6 +178,8 @@ def run_compare(
         device=device,
         seed=0,
         hardware=COST_MODELS[cfg.cost_model],
+        space_rule=cfg.space_rule,
+        infeasible=cfg.infeasible,
     )
     final_train = ZooTrainer(data, cfg.final_lr, cfg.batch_size, device)
     setting = {
@@ -195,6 +202,10 @@ def run_compare(
         "rescore_repeats": cfg.rescore_repeats,
         "pruner": cfg.pruner,
         "cost_model": cfg.cost_model,
+        "space_rule": cfg.space_rule,
+        "warm_start": cfg.warm_start,
+        "infeasible": cfg.infeasible,
+        "choice_rule": cfg.choice_rule,
         "space": search.space.to_dict(),
     }
     atomic_write(out / "setting.json", lambda f: json.dump(setting, f, indent=2))
@@ -330,10 +341,20 @@ def _search_record(
         sampler=make_sampler(method, seed, cfg.startup),
         pruner=make_pruner(cfg.pruner, cfg.epochs),
     )
-    search.optimize(study, n_trials=cfg.trials)
-    best = search.best(study, rescore=cfg.rescore, rescore_repeats=cfg.rescore_repeats)
+    search.optimize(study, n_trials=cfg.trials, warm_start=cfg.warm_start)
+    best = search.best(
+        study,
+        rescore=cfg.rescore,
+        rescore_repeats=cfg.rescore_repeats,
+        choice_rule=cfg.choice_rule,
+    )
     seconds = time.perf_counter() - t0
-    rescored = min(cfg.rescore, len(candidates(study)))
+    pool = candidates(study)
+    rescored = min(cfg.rescore, len(pool))
+    warm = [t for t in pool if "warm_start" in t.user_attrs]
+    if cfg.rescore and cfg.choice_rule == "speed-band" and warm:  # + the speed reference
+        fastest = max(warm, key=lambda t: float(t.user_attrs["speedup"]))
+        rescored += fastest.number not in {t.number for t in pool[: cfg.rescore]}
     epochs = [int(t.user_attrs.get(EPOCHS_TRAINED, 0)) for t in study.trials]
     rescore_epochs = rescored * cfg.rescore_repeats * cfg.epochs
     return {
@@ -351,7 +372,16 @@ def _search_record(
         "search_seconds": seconds,
         "trial": best.trial,
         "n_pruned": sum(t.state.name == "PRUNED" for t in study.trials),
-        "n_distinct": len({json.dumps(t.params, sort_keys=True) for t in study.trials}),
+        "n_trials": len(study.trials),
+        "n_trained_feasible": sum(
+            bool(a.get("feasible")) and int(a.get(EPOCHS_TRAINED, 0)) > 0
+            for a in (t.user_attrs for t in study.trials)
+        ),
+        "n_repaired": sum("proposed" in t.user_attrs for t in study.trials),
+        "n_warm_start": sum("warm_start" in t.user_attrs for t in study.trials),
+        "n_reused": sum("reused_from_trial" in t.user_attrs for t in study.trials),
+        "tie_band": best.tie_band,
+        "n_distinct": len({json.dumps(trained_params(t), sort_keys=True) for t in study.trials}),
         "explored": [
             [t.user_attrs["size_mb"], t.user_attrs["accuracy"]]
             for t in study.trials

@@ -175,6 +175,11 @@ class SearchConfig:
     # Re-score the best `rescore` configurations `rescore_repeats` times before choosing.
     rescore: int = 5
     rescore_repeats: int = 2
+    # docs/search.md: the space rule, the warm start, infeasible proposals, the choice rule.
+    space_rule: str = "baselines"
+    warm_start: bool = True
+    infeasible: str = "repair"
+    choice_rule: str = "speed-band"
     # "memory": DRAM-bound latency at 19.2 GB/s (the default); "compute": the DSP array alone,
     # the reading the paper's speedups follow.
     cost_model: str = "memory"
@@ -335,6 +340,8 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
             objective=cfg.objective,
             train_infeasible=cfg.train_infeasible,
             reuse_repeats=cfg.reuse_repeats,
+            space_rule=cfg.space_rule,
+            infeasible=cfg.infeasible,
             device=device,
             seed=cfg.seed,
             progress=progress,
@@ -373,6 +380,9 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
             "former. Pass the same limit options, or start a new study (--out / --study-name)."
         )
     search.prepare_study(study)
+    if cfg.warm_start:  # within the trials left in the budget
+        waiting = sum(t.state.name == "WAITING" for t in study.get_trials(deepcopy=False))
+        search.enqueue_warm_start(study, limit=max(open_slots(study, cfg.trials) - waiting, 0))
     local = cfg.storage is None
     n_retry = requeue_interrupted(study, storage, local or cfg.requeue_running)
     slots = max(open_slots(study, cfg.trials), 0)
@@ -442,7 +452,10 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
         return res
     try:
         best: BestConfiguration | None = search.best(
-            study, rescore=cfg.rescore, rescore_repeats=cfg.rescore_repeats
+            study,
+            rescore=cfg.rescore,
+            rescore_repeats=cfg.rescore_repeats,
+            choice_rule=cfg.choice_rule,
         )
     except ValueError:
         best = None

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
 import itertools
+import json
 import math
 from typing import Any
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from optuna_kmtpe._compress.allocate import Allocation
 from optuna_kmtpe._compress.cost import DSPPackingModel
 from optuna_kmtpe._compress.layers import quantisable_layers
 from optuna_kmtpe._compress.limits import HardwareLimits
@@ -33,14 +35,23 @@ from optuna_kmtpe._compress.loops import MetricFn
 from optuna_kmtpe._compress.loops import OptimizerFactory
 from optuna_kmtpe._compress.loops import pick_device
 from optuna_kmtpe._compress.loops import train_on_batches
+from optuna_kmtpe._compress.search_space import Configuration
 from optuna_kmtpe._compress.search_space import DEFAULT_BITS
 from optuna_kmtpe._compress.search_space import DEFAULT_WIDTHS
 from optuna_kmtpe._compress.search_space import MixedPrecisionSpace
+from optuna_kmtpe._compress.search_space import SPACE_RULES
 from optuna_kmtpe._compress.sensitivity import TraceEstimate
 from optuna_kmtpe._compress.shapes import one_input_shape
 from optuna_kmtpe._logging import get_logger
+from optuna_kmtpe._search.allocations import layer_omega
+from optuna_kmtpe._search.allocations import reference_allocations
+from optuna_kmtpe._search.allocations import undominated
 from optuna_kmtpe._search.baselines import BaselineResult
 from optuna_kmtpe._search.baselines import run_baseline
+from optuna_kmtpe._search.choice_rule import CHOICE_RULES
+from optuna_kmtpe._search.choice_rule import pick
+from optuna_kmtpe._search.choice_rule import Scored
+from optuna_kmtpe._search.choice_rule import tie_band as tie_band_of
 from optuna_kmtpe._search.choices import apply_choices
 from optuna_kmtpe._search.choices import LayerChoice
 from optuna_kmtpe._search.choices import LayerChoiceLike
@@ -48,11 +59,15 @@ from optuna_kmtpe._search.choices import resolve_choices
 from optuna_kmtpe._search.objective import CandidateBuilder
 from optuna_kmtpe._search.objective import EvalFn
 from optuna_kmtpe._search.objective import FLOAT_COST_BITS
+from optuna_kmtpe._search.objective import trained_params
 from optuna_kmtpe._search.objective import TrainFn
 from optuna_kmtpe._search.objective import TrialObjective
+from optuna_kmtpe._search.repair import INFEASIBLE_MODES
+from optuna_kmtpe._search.selection import candidates
 from optuna_kmtpe._search.selection import rescore_top
 from optuna_kmtpe._search.selection import rescoring_record
 from optuna_kmtpe._search.space import estimate_space
+from optuna_kmtpe._search.space import widen_space
 
 
 if TYPE_CHECKING:
@@ -79,11 +94,14 @@ class BestConfiguration:
         speedup: Speedup over the FiP16 model on the cost model.
         latency_ms: Latency on the cost model.
         energy_mj: Energy per input on the cost model.
-        params: The trial's parameters (``study.enqueue_trial`` takes them).
+        params: The parameters of the configuration (``study.enqueue_trial`` takes them):
+            the trial's, or its repaired configuration's when its proposal broke a limit.
         rescored_accuracy: With ``best(study, rescore=k)``: the mean of the trial's score
             and its re-scores (fresh training seeds); else None.
         rescoring: With ``rescore=k``: every re-scored configuration, best mean first
             (:func:`~optuna_kmtpe._search.selection.rescoring_record`); else empty.
+        tie_band: The score band within which rule ``"speed-band"`` took the fastest
+            configuration (0 with rule ``"score"``).
     """
 
     trial: int
@@ -97,6 +115,7 @@ class BestConfiguration:
     params: dict[str, Any] = field(default_factory=dict)
     rescored_accuracy: float | None = None
     rescoring: list[dict[str, Any]] = field(default_factory=list)
+    tie_band: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -149,8 +168,10 @@ class MixedPrecisionSearch:
 
     Algorithm 1 of the paper on any ``torch.nn.Module``: estimate the Hessian trace of every
     quantisable layer (``Conv1d``, ``Conv2d`` incl. grouped and depthwise, ``Linear``) on a
-    few training batches, prune each layer's bit-widths by clustering the traces, then let an
-    Optuna study pick bits (and width multipliers) per layer. Each trial is costed on the
+    few training batches, prune each layer's bit-widths by clustering the traces (keeping,
+    by default, the bits of the feasible uniform, ILP and greedy configurations), then let
+    an Optuna study pick bits (and width multipliers) per layer, starting from those
+    configurations. Each trial is costed on the
     :class:`~optuna_kmtpe.DSPPackingModel`; a configuration within the limits is built
     (width-scaled copy of the model with its trained weights inherited, fake-quantised),
     trained ``epochs`` epochs and scored on the validation data. A configuration equal to
@@ -222,6 +243,12 @@ class MixedPrecisionSearch:
         bit_choices: The bit-widths ``B`` before pruning.
         width_choices: The width multipliers ``S`` of each width group's leading layer.
         n_clusters: k of the clustering of the Hessian traces.
+        space_rule: How the traces prune each layer's bits. ``"baselines"`` (default): the
+            cluster's subset plus the bit-widths (and width multipliers) of every feasible
+            uniform configuration and of the ILP and greedy allocations, so what a user
+            would try by hand is in the space; ``"paper"``: the paper's cluster subsets
+            alone (``{8,6}, {6,4,3}, {4,3,2}, {3,2}`` for k = 4). Recorded in
+            ``space.rule``; ignored with ``space``.
         space: A ready :class:`~optuna_kmtpe.MixedPrecisionSpace` (e.g. read back from a
             study); skips the Hessian traces. Its layers must be the quantised layers.
         hessian_batches: Training batches the traces are estimated on.
@@ -234,7 +261,13 @@ class MixedPrecisionSearch:
             metrics; a multi-objective study).
         pareto_metrics: Cost metrics of the Pareto objective (default: size, plus latency
             when it is limited).
-        train_infeasible: Also train configurations that break a limit.
+        train_infeasible: Also train configurations that break a limit, as proposed
+            (overrides ``infeasible``).
+        infeasible: What a trial does with a proposal that breaks a limit: ``"repair"``
+            (default) lowers it to the nearest feasible configuration of the space by the
+            greedy allocation's rule and trains that, recording both
+            (:mod:`optuna_kmtpe._search.repair`); ``"penalty"`` scores it with the
+            Lagrangian penalty without training (the former behaviour).
         reuse_repeats: Reuse the result of an earlier trial with the same bits and widths
             instead of training again.
         device: Where to train (default: where the model is).
@@ -276,6 +309,7 @@ class MixedPrecisionSearch:
         bit_choices: Sequence[int] = DEFAULT_BITS,
         width_choices: Sequence[float] = DEFAULT_WIDTHS,
         n_clusters: int = 4,
+        space_rule: str = "baselines",
         space: MixedPrecisionSpace | None = None,
         hessian_batches: int = 2,
         hessian_samples: int = 50,
@@ -284,6 +318,7 @@ class MixedPrecisionSearch:
         objective: str = "lagrangian",
         pareto_metrics: Sequence[str] | None = None,
         train_infeasible: bool = False,
+        infeasible: str = "repair",
         reuse_repeats: bool = True,
         device: str | torch.device | None = None,
         seed: int = 0,
@@ -315,6 +350,12 @@ class MixedPrecisionSearch:
             raise ValueError(f"`lr` must be a finite number > 0, got {lr!r}.")
         if objective not in OBJECTIVES:
             raise ValueError(f"`objective` must be one of {OBJECTIVES}, got {objective!r}.")
+        if space_rule not in SPACE_RULES[:2]:
+            raise ValueError(f"`space_rule` must be one of {SPACE_RULES[:2]}, got {space_rule!r}.")
+        if infeasible not in INFEASIBLE_MODES:
+            raise ValueError(
+                f"`infeasible` must be one of {INFEASIBLE_MODES}, got {infeasible!r}."
+            )
         if limits is not None and not isinstance(limits, HardwareLimits):
             raise TypeError(
                 f"`limits` must be a HardwareLimits (or None), got {type(limits).__name__}."
@@ -381,10 +422,13 @@ class MixedPrecisionSearch:
         self._objective = objective
         self._pareto_metrics = tuple(pareto_metrics)
         self._train_infeasible = bool(train_infeasible)
+        self._infeasible = infeasible
+        self._space_rule = space_rule
         self._reuse = bool(reuse_repeats)
         self._seed = int(seed)
         self._progress = bool(progress)
         self._traces: dict[str, TraceEstimate] = {}
+        self._allocations: dict[str, list[Allocation]] | None = None
         self._builder = CandidateBuilder(model, self._layers, self._plan, self._seed)
         if space is not None:
             if tuple(space.layers) != self._searched:
@@ -397,6 +441,9 @@ class MixedPrecisionSearch:
             space = self._pruned_space()  # the Hessian traces: seconds for small models
         self._check_attainable(space)
         self._space = space
+        # HAWQ sensitivities of every bit-width of the space: the repair's step rule (a few
+        # weight quantisations per layer; a space without traces weighs perturbations alone)
+        self._omega = layer_omega(model, space.normalized_traces, space.bits)
 
     # --- Properties ------------------------------------------------------------------------
 
@@ -458,6 +505,8 @@ class MixedPrecisionSearch:
             train_infeasible=self._train_infeasible,
             budget=budget,
             reuse=self._reuse,
+            infeasible=self._infeasible,
+            omega=self._omega,
         )
 
     def prepare_study(self, study: optuna.Study) -> None:
@@ -508,8 +557,18 @@ class MixedPrecisionSearch:
         catch: Iterable[type[Exception]] | type[Exception] = (),
         show_progress_bar: bool = False,
         budget: int | None = None,
+        warm_start: bool = True,
     ) -> None:
         """Run ``n_trials`` trials (or until ``timeout``) in ``study``.
+
+        With ``warm_start`` (default) the baseline configurations (:meth:`warm_start_params`:
+        the feasible uniform candidates, the ILP's and the greedy's allocation) are enqueued
+        first, so they are the study's first trials and its choice can only match or beat
+        them on the proxy; they count as trials of ``n_trials`` (at most ``n_trials`` are
+        enqueued). A configuration already in
+        the study is not enqueued again (a resumed study), and one an earlier trial trained
+        is not trained again (``reuse_repeats``). Samplers count them like any finished
+        trial: they are among the ``n_startup_trials`` of Optuna's TPE and k-means TPE.
 
         A diverged candidate becomes a FAILED trial (user attribute ``fail_reason``) and the
         study goes on. A trial whose bits and widths equal those of an earlier COMPLETE
@@ -530,8 +589,11 @@ class MixedPrecisionSearch:
             show_progress_bar: Optuna's progress bar.
             budget: Total trials shared by all processes of the study (see
                 :meth:`objective`).
+            warm_start: Enqueue the baseline configurations first.
         """
         self.prepare_study(study)
+        if warm_start:
+            self.enqueue_warm_start(study, limit=n_trials)
         extra = (catch,) if isinstance(catch, type) else tuple(catch)
         study.optimize(
             self.objective(budget=budget),
@@ -543,39 +605,112 @@ class MixedPrecisionSearch:
             gc_after_trial=False,
         )
 
+    def warm_start_params(self) -> list[tuple[str, dict[str, Any]]]:
+        """The baseline configurations of the warm start, as ``(method, trial params)``: the
+        undominated feasible uniform ones (most bits first; the ``uniform`` baseline's
+        candidates), then the ILP's and the greedy's allocation; a repeat, or one that is
+        not in the space (possible with ``space_rule="paper"`` or ``space=``), left out.
+        """
+        space = self._space
+        found = self._reference(space)
+        out: list[tuple[str, dict[str, Any]]] = []
+        seen: set[str] = set()
+        for method, allocs in (
+            ("uniform", undominated(found.get("uniform", []), list(space.widths))),
+            ("ilp", found.get("ilp", [])),
+            ("greedy", found.get("greedy", [])),
+        ):
+            for a in allocs:
+                inside = all(a.bits[n] in space.bits[n] for n in space.layers) and all(
+                    a.widths[n] in w for n, w in space.widths.items()
+                )
+                if not inside:
+                    _logger.info(f"warm start: the {method} configuration is not in the space")
+                    continue
+                conf = Configuration({n: a.bits[n] for n in space.layers}, dict(a.widths))
+                params = space.params(conf)
+                key = json.dumps(params, sort_keys=True)
+                if key not in seen:
+                    seen.add(key)
+                    out.append((method, params))
+        return out
+
+    def enqueue_warm_start(self, study: optuna.Study, limit: int | None = None) -> int:
+        """Enqueue :meth:`warm_start_params` in ``study`` (``skip_if_exists``; user
+        attribute ``warm_start``: the method), at most ``limit`` new ones (the trials left
+        in the budget), and return how many were new."""
+        added = 0
+        for method, params in self.warm_start_params():
+            if limit is not None and added >= limit:
+                break
+            before = len(study.get_trials(deepcopy=False))
+            study.enqueue_trial(params, user_attrs={"warm_start": method}, skip_if_exists=True)
+            added += len(study.get_trials(deepcopy=False)) - before
+        if added:
+            _logger.info(f"warm start: {added} baseline configuration(s) enqueued")
+        return added
+
     def best(
-        self, study: optuna.Study, *, rescore: int = 0, rescore_repeats: int = 2
+        self,
+        study: optuna.Study,
+        *,
+        rescore: int = 0,
+        rescore_repeats: int = 2,
+        choice_rule: str = "speed-band",
+        tie_band: float | None = None,
     ) -> BestConfiguration:
-        """The feasible, trained COMPLETE trial with the highest score, then the smallest
-        size (then the lowest trial number).
+        """The chosen configuration among the feasible, trained COMPLETE trials.
+
+        Rule ``"speed-band"`` (default): among the configurations whose (mean) score is
+        within ``tie_band`` of the best, the one with the highest speedup, then the smallest
+        size (:mod:`optuna_kmtpe._search.choice_rule`); rule ``"score"``: the highest score,
+        then the smallest size, then the lowest trial number.
 
         Args:
             study: The study :meth:`optimize` ran.
             rescore: Re-train the ``rescore`` best distinct configurations
                 ``rescore_repeats`` more times with fresh seeds (each like a trial) and
                 choose by the mean score (:mod:`optuna_kmtpe._search.selection`); 0 takes
-                the single best trial as it is.
+                the trials' single scores as they are. With ``"speed-band"`` the fastest
+                warm-start configuration is re-scored too, so the baseline to beat on speed
+                is compared on the same footing.
             rescore_repeats: Re-scores per configuration.
+            choice_rule: ``"speed-band"`` or ``"score"``.
+            tie_band: The band in score units; default one standard error of a re-scored
+                mean (0 without re-scores: only exact ties go to speed).
 
         Raises:
             ValueError: No trial met the limits (the message says how many were tried).
         """
-        chosen = choose(study)
-        if chosen is None:
-            n = sum(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False))
+        if choice_rule not in CHOICE_RULES:
+            raise ValueError(f"`choice_rule` must be one of {CHOICE_RULES}, got {choice_rule!r}.")
+        trials = study.get_trials(deepcopy=False)
+        pool = candidates(study)
+        if not pool:
+            n = sum(t.state.name == "COMPLETE" for t in trials)
             raise ValueError(
                 f"No configuration met the limits in the {n} completed trials of study "
                 f"{study.study_name!r}; relax the limits, run more trials, or pass "
                 "train_infeasible=True to see the accuracy of the others."
             )
-        rescored, rescoring = None, []
+        scored = [_scored(t, (float(t.user_attrs["accuracy"]),)) for t in pool]
+        rescored: dict[int, float] = {}
+        rescoring: list[dict[str, Any]] = []
         if rescore > 0:
-            ranked = rescore_top(study, self.objective(), top=rescore, repeats=rescore_repeats)
+            reference = _fastest_warm_start(pool) if choice_rule == "speed-band" else []
+            ranked = rescore_top(
+                study, self.objective(), top=rescore, repeats=rescore_repeats, extra=reference
+            )
             rescoring = rescoring_record(study, ranked)
-            if ranked:  # else every re-score diverged: keep the single best trial
-                chosen = study.get_trials(deepcopy=False)[ranked[0].trial]
-                rescored = ranked[0].mean
+            if ranked:  # else every re-score diverged: keep the trials' own scores
+                scored = [_scored(trials[r.trial], (r.accuracy, *r.rescored)) for r in ranked]
+                rescored = {r.trial: r.mean for r in ranked}
+        band = 0.0 if choice_rule == "score" else tie_band
+        if band is None:
+            band = tie_band_of(scored)
+        chosen = trials[pick(scored, choice_rule, band).trial]
         a = chosen.user_attrs
+        _say_if_slower(chosen, _fastest_warm_start(pool), {e.trial: e.mean for e in scored})
         return BestConfiguration(
             trial=chosen.number,
             bits=dict(zip(a["layers"], a["bits"])),
@@ -585,9 +720,10 @@ class MixedPrecisionSearch:
             speedup=float(a["speedup"]),
             latency_ms=float(a["latency_ms"]),
             energy_mj=float(a["energy_mj"]),
-            params=dict(chosen.params),
-            rescored_accuracy=rescored,
+            params=trained_params(chosen),
+            rescored_accuracy=rescored.get(chosen.number),
             rescoring=rescoring,
+            tie_band=band,
         )
 
     def baseline(self, method: str, *, epochs: int | None = None) -> BaselineResult:
@@ -610,7 +746,10 @@ class MixedPrecisionSearch:
         Args:
             best: What :meth:`best` returned, a trial, or trial parameters.
         """
-        params = best.params if hasattr(best, "params") else best
+        if hasattr(best, "user_attrs"):  # a trial: the configuration it trained
+            params: Mapping[str, Any] = trained_params(best)  # type: ignore[arg-type]
+        else:
+            params = best.params if hasattr(best, "params") else best  # type: ignore[assignment]
         bits, widths = self.objective().configuration(params)  # type: ignore[arg-type]
         return self._builder.build(bits, widths if self._plan is not None else None)
 
@@ -652,12 +791,36 @@ class MixedPrecisionSearch:
         self._traces = found.traces
         space = found.space
         space = apply_choices(space, self._choices, self._width_leaders)
+        if self._space_rule == "baselines":
+            space = widen_space(space, self._reference(space))
         _logger.info(
             f"Hessian traces: {len(found.traces)} layers in {found.seconds:.1f} s; "
             f"space 10^{space.log10_size(pruned=False):.1f} -> 10^{space.log10_size():.1f} "
-            "configurations after pruning"
+            f"configurations after pruning (rule {space.rule})"
         )
         return space
+
+    def _reference(self, space: MixedPrecisionSpace) -> dict[str, list[Allocation]]:
+        """The feasible uniform, ILP and greedy allocations over each layer's candidate bits
+        (all of ``B`` unless ``layer_choices`` restricts it); cached."""
+        if self._allocations is None:
+            bits = {
+                n: tuple(space.bits[n])
+                if self._choices.get(n, _FREE).bits is not None
+                else self._bit_choices
+                for n in space.layers
+            }
+            traces = space.normalized_traces
+            omega = (
+                layer_omega(self._model, traces, bits)
+                if all(n in traces for n in space.layers)
+                else None
+            )
+            fixed = dict.fromkeys(self._float, FLOAT_COST_BITS)
+            self._allocations = reference_allocations(
+                self._cost, self._limits, bits, space.widths, fixed, omega
+            )
+        return self._allocations
 
 
 _FREE = LayerChoice()
@@ -676,6 +839,35 @@ def choose(study: optuna.Study) -> FrozenTrial | None:
         if key is None or k < key:
             best, key = t, k
     return best
+
+
+def _fastest_warm_start(pool: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The fastest warm-start trial of ``pool`` (the speed reference a re-scored choice
+    also re-scores), or none."""
+    warm = [t for t in pool if "warm_start" in t.user_attrs]
+    return [max(warm, key=lambda t: float(t.user_attrs["speedup"]))] if warm else []
+
+
+def _say_if_slower(
+    chosen: FrozenTrial, reference: Sequence[FrozenTrial], means: Mapping[int, float]
+) -> None:
+    """Log when the chosen configuration is slower than the fastest warm-start one."""
+    for ref in reference:
+        speed, own = float(ref.user_attrs["speedup"]), float(chosen.user_attrs["speedup"])
+        if speed > own:
+            _logger.warning(
+                f"The chosen configuration (trial {chosen.number}, speedup {own:.2f}x) is "
+                f"slower than the fastest baseline one tried (trial {ref.number}, "
+                f"{ref.user_attrs['warm_start']}, {speed:.2f}x, score "
+                f"{means.get(ref.number, float(ref.user_attrs['accuracy'])):.4f} against "
+                f"{means.get(chosen.number, float(chosen.user_attrs['accuracy'])):.4f}); pass "
+                "its params to build() for the faster model."
+            )
+
+
+def _scored(t: FrozenTrial, scores: tuple[float, ...]) -> Scored:
+    a = t.user_attrs
+    return Scored(t.number, scores, float(a["speedup"]), float(a["size_mb"]))
 
 
 def _check_int(name: str, value: Any, low: int) -> None:

@@ -27,24 +27,29 @@ from dataclasses import dataclass
 from dataclasses import field
 import time
 from typing import Any
+from typing import Protocol
 from typing import TYPE_CHECKING
 
 from optuna_kmtpe._compress.allocate import Allocation
 from optuna_kmtpe._compress.allocate import greedy_allocation
 from optuna_kmtpe._compress.allocate import ilp_allocation
-from optuna_kmtpe._compress.allocate import perturbations
-from optuna_kmtpe._compress.allocate import sensitivities
-from optuna_kmtpe._compress.allocate import uniform_candidates
 from optuna_kmtpe._compress.learned import learn_bits
 from optuna_kmtpe._compress.search_space import Configuration
 from optuna_kmtpe._logging import get_logger
+from optuna_kmtpe._search.allocations import feasible_uniform
+from optuna_kmtpe._search.allocations import layer_omega
+from optuna_kmtpe._search.allocations import undominated
 
 
 if TYPE_CHECKING:
-    from optuna_kmtpe._search.api import MixedPrecisionSearch
+    from optuna_kmtpe._compress.cost import DSPPackingModel
+    from optuna_kmtpe._compress.limits import HardwareLimits
+    from optuna_kmtpe._compress.search_space import MixedPrecisionSpace
+    from optuna_kmtpe._search.choices import LayerChoice
+    from optuna_kmtpe._search.objective import TrialObjective
 
 
-__all__ = ["BASELINES", "BaselineResult", "run_baseline"]
+__all__ = ["BASELINES", "BaselineResult", "SearchLike", "run_baseline"]
 
 BASELINES = ("uniform", "ilp", "greedy", "learned")
 #: The ``learned`` baseline trains this many times the search's ``epochs`` by default (the
@@ -52,6 +57,31 @@ BASELINES = ("uniform", "ilp", "greedy", "learned")
 LEARNED_EPOCHS_PER_EPOCH = 3
 _FLOAT_BITS = 16
 _logger = get_logger(__name__)
+
+
+class SearchLike(Protocol):
+    """What a baseline reads of a :class:`~optuna_kmtpe.MixedPrecisionSearch` (which has
+    all of it); a protocol, so that this module does not import the search API."""
+
+    @property
+    def layers(self) -> tuple[str, ...]: ...
+
+    @property
+    def space(self) -> MixedPrecisionSpace: ...
+
+    @property
+    def cost_model(self) -> DSPPackingModel: ...
+
+    @property
+    def limits(self) -> HardwareLimits: ...
+
+    @property
+    def layer_choices(self) -> dict[str, LayerChoice]: ...
+
+    @property
+    def bit_choices(self) -> tuple[int, ...]: ...
+
+    def objective(self, *, budget: int | None = None) -> TrialObjective: ...
 
 
 @dataclass(frozen=True)
@@ -95,9 +125,7 @@ class BaselineResult:
         return asdict(self)
 
 
-def run_baseline(
-    search: MixedPrecisionSearch, method: str, *, epochs: int | None = None
-) -> BaselineResult:
+def run_baseline(search: SearchLike, method: str, *, epochs: int | None = None) -> BaselineResult:
     """The ``method`` baseline of ``search`` (see the module docstring).
 
     Args:
@@ -126,7 +154,18 @@ def run_baseline(
     return _result(search, found, None, 0, time.perf_counter() - t0)
 
 
-def _omega(search: MixedPrecisionSearch) -> dict[str, dict[int, float]]:
+def candidate_bits(search: SearchLike) -> dict[str, tuple[int, ...]]:
+    """Per searched layer, all of ``B``, unless ``layer_choices`` fixes or restricts the
+    layer's bits (then the space's)."""
+    out = {}
+    for layer in search.space.layers:
+        choice = search.layer_choices.get(layer)
+        restricted = choice is not None and choice.bits is not None
+        out[layer] = tuple(search.space.bits[layer] if restricted else search.bit_choices)
+    return out
+
+
+def _omega(search: SearchLike) -> dict[str, dict[int, float]]:
     space = search.space
     missing = [n for n in space.layers if n not in space.normalized_traces]
     if missing:
@@ -135,52 +174,38 @@ def _omega(search: MixedPrecisionSearch) -> dict[str, dict[int, float]]:
             f"the space has none for {missing} (a space built by hand). Build the search "
             "without `space=` so that it estimates them."
         )
-    candidates = {n: _candidate_bits(search, n) for n in space.layers}
     model = search.objective().builder.base
-    pert: dict[str, dict[int, float]] = {}
-    for name, bits in candidates.items():
-        pert.update(perturbations(model, [name], bits))
-    return sensitivities(space.normalized_traces, pert)
+    return layer_omega(model, space.normalized_traces, candidate_bits(search))
 
 
-def _candidate_bits(search: MixedPrecisionSearch, layer: str) -> tuple[int, ...]:
-    """All of ``B``, unless ``layer_choices`` fixes or restricts the layer's bits."""
-    choice = search.layer_choices.get(layer)
-    if choice is not None and choice.bits is not None:
-        return tuple(search.space.bits[layer])
-    return tuple(search.bit_choices)
-
-
-def _uniform(search: MixedPrecisionSearch, fixed: dict[str, int], t0: float) -> BaselineResult:
+def _uniform(search: SearchLike, fixed: dict[str, int], t0: float) -> BaselineResult:
     space = search.space
-    free = [n for n in space.layers if len(_candidate_bits(search, n)) > 1]
-    if not free:
+    bits = candidate_bits(search)
+    if all(len(b) == 1 for b in bits.values()):
         raise ValueError("Every searched layer has fixed bits; there is nothing to allocate.")
-    shared_widths = sorted(
-        set.intersection(*(set(w) for w in space.widths.values())) if space.widths else {1.0}
-    )
-    options = uniform_candidates(
-        search.cost_model,
-        search.limits,
-        free,
-        sorted(set.intersection(*(set(_candidate_bits(search, n)) for n in free))),
-        shared_widths,
+    options = undominated(
+        feasible_uniform(search.cost_model, search.limits, bits, space.widths, fixed),
         list(space.widths),
-        {**fixed, **{n: space.bits[n][0] for n in space.layers if n not in free}},
     )
+    if not options:
+        search.limits.check_attainable(search.cost_model, search.bit_choices)  # the reason
+        raise ValueError(
+            f"No uniform configuration (bits {sorted(search.bit_choices)}) meets the limits; "
+            "relax them."
+        )
     job = search.objective()
     scored: list[tuple[float, Allocation]] = []
     tried = []
     for option in options:
-        bits = _bits_with_float(search, option)
+        layer_bits = _bits_with_float(search, option)
         widths = [option.widths[n] for n in search.layers]
-        net = job.builder.build(bits, widths if job.builder.plan is not None else None)
+        net = job.builder.build(layer_bits, widths if job.builder.plan is not None else None)
         job.train_fn(net, epochs=job.epochs, seed=job.seed)
         score = float(job.eval_fn(net))
         scored.append((score, option))
         tried.append(
             {
-                "bits": sorted({b for b in bits.values() if b is not None}),
+                "bits": sorted({b for b in layer_bits.values() if b is not None}),
                 "width": max((option.widths[n] for n in space.widths), default=1.0),
                 "size_mb": option.report.size_mb,
                 "val_accuracy": score,
@@ -199,7 +224,7 @@ def _uniform(search: MixedPrecisionSearch, fixed: dict[str, int], t0: float) -> 
 
 
 def _learned(
-    search: MixedPrecisionSearch, fixed: dict[str, int], t0: float, epochs: int | None
+    search: SearchLike, fixed: dict[str, int], t0: float, epochs: int | None
 ) -> BaselineResult:
     job = search.objective()
     n_epochs = max(1, LEARNED_EPOCHS_PER_EPOCH * job.epochs) if epochs is None else epochs
@@ -208,7 +233,7 @@ def _learned(
         job.train_fn,
         search.cost_model,
         search.limits,
-        {n: _candidate_bits(search, n) for n in search.space.layers},
+        candidate_bits(search),
         fixed,
         epochs=n_epochs,
         seed=job.seed,
@@ -224,12 +249,12 @@ def _learned(
     )
 
 
-def _bits_with_float(search: MixedPrecisionSearch, a: Allocation) -> dict[str, int | None]:
+def _bits_with_float(search: SearchLike, a: Allocation) -> dict[str, int | None]:
     return {n: (a.bits[n] if n in search.space.layers else None) for n in search.layers}
 
 
 def _result(
-    search: MixedPrecisionSearch,
+    search: SearchLike,
     a: Allocation,
     val: float | None,
     epochs: int,

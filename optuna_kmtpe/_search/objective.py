@@ -18,6 +18,16 @@ scored after every epoch but its last, the objective value is reported
 trial records ``accuracy`` (its last score), ``trained`` and ``pruned_at_epoch``. Otherwise
 the candidate is scored once, after training, exactly as without a pruner.
 
+Infeasible proposals (``infeasible``): with ``"repair"`` (the default) a proposal that breaks
+a limit is repaired to the nearest feasible configuration of the space
+(:func:`optuna_kmtpe._search.repair.repair`) and the trial trains and scores that one. The
+trial's parameters stay the proposal (Optuna fixes them once suggested); its user attributes
+``bits``, ``widths`` and the cost are the repaired configuration's, ``proposed`` records the
+proposal (bits, widths, cost, violations) and ``repaired_params`` the repaired configuration
+as trial parameters (:func:`trained_params`). The sampler thus sees each proposal with the
+score of its repair. With ``"penalty"`` an infeasible proposal is not trained and scores the
+Lagrangian penalty (0 accuracy; ``train_infeasible`` trains it as it is).
+
 A configuration is never trained twice: a trial whose bits and widths equal those of an
 earlier COMPLETE trial copies its objective values, ``accuracy`` and ``trained`` and records
 ``reused_from_trial`` (the number of the trial that trained it) instead of training; it
@@ -56,6 +66,8 @@ from optuna_kmtpe._compress.quant import quantize_model
 from optuna_kmtpe._compress.widths import apply_widths
 from optuna_kmtpe._compress.widths import check_widths
 from optuna_kmtpe._logging import get_logger
+from optuna_kmtpe._search.repair import INFEASIBLE_MODES
+from optuna_kmtpe._search.repair import repair
 
 
 if TYPE_CHECKING:
@@ -64,11 +76,12 @@ if TYPE_CHECKING:
     from optuna_kmtpe._compress.cost import CostReport
     from optuna_kmtpe._compress.cost import DSPPackingModel
     from optuna_kmtpe._compress.limits import HardwareLimits
+    from optuna_kmtpe._compress.search_space import Configuration
     from optuna_kmtpe._compress.search_space import MixedPrecisionSpace
     from optuna_kmtpe._compress.widths import WidthPlan
 
 
-__all__ = ["CandidateBuilder", "TrialObjective", "TrainFn", "EvalFn"]
+__all__ = ["CandidateBuilder", "TrialObjective", "TrainFn", "EvalFn", "trained_params"]
 
 _logger = get_logger(__name__)
 
@@ -93,6 +106,16 @@ PRUNED_AT_EPOCH = "pruned_at_epoch"
 
 #: Bits the cost model charges for a layer kept in float (the FiP16 reference).
 FLOAT_COST_BITS = 16
+#: User attribute of a repaired trial: the proposal that broke a limit.
+PROPOSED = "proposed"
+#: User attribute of a repaired trial: the trained configuration as trial parameters.
+REPAIRED_PARAMS = "repaired_params"
+
+
+def trained_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The parameters of the configuration ``trial`` trained (the repaired one when its
+    proposal broke a limit), e.g. for ``search.build`` or ``study.enqueue_trial``."""
+    return dict(trial.user_attrs.get(REPAIRED_PARAMS, trial.params))
 
 
 @dataclass
@@ -146,6 +169,9 @@ class TrialObjective:
         budget: Total counted trials shared by every process of the study
             (:func:`optuna_kmtpe._budget.claim`), or None for Optuna's own ``n_trials``.
         reuse: Reuse an earlier trial's result for a repeated configuration.
+        infeasible: ``"repair"`` or ``"penalty"`` (see the module docstring).
+        omega: Layer -> bit-width -> HAWQ sensitivity for every bit-width of the space
+            (needed by ``"repair"``).
     """
 
     space: MixedPrecisionSpace
@@ -161,6 +187,16 @@ class TrialObjective:
     train_infeasible: bool = False
     budget: int | None = None
     reuse: bool = True
+    infeasible: str = "penalty"
+    omega: Mapping[str, Mapping[int, float]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.infeasible not in INFEASIBLE_MODES:
+            raise ValueError(
+                f"`infeasible` must be one of {INFEASIBLE_MODES}, got {self.infeasible!r}."
+            )
+        if self.infeasible == "repair" and self.omega is None:
+            raise ValueError("infeasible='repair' needs the sensitivities `omega`.")
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -185,24 +221,25 @@ class TrialObjective:
         if self.budget is not None:
             claim(trial, self.budget)
         conf = self.space.suggest(trial)
-        bits: dict[str, int | None] = {n: conf.bits.get(n) for n in self.layers}
-        widths = [conf.widths.get(n, 1.0) for n in self.layers]
-        report = self.cost.evaluate(
-            [FLOAT_COST_BITS if b is None else b for b in bits.values()], widths
-        )
-        violations = self.limits.violations(report)
-        feasible = all(v <= 0 for v in violations.values())
-        attrs: dict[str, Any] = {
-            "layers": list(self.layers),
-            "bits": list(bits.values()),
-            "widths": self.effective_widths(widths),
-            "size_mb": report.size_mb,
-            "speedup": report.speedup,
-            "latency_ms": report.latency_ms,
-            "energy_mj": report.energy_mj,
-            "feasible": feasible,
-            "violations": violations,
-        }
+        attrs = self._cost_attrs(conf)
+        if not attrs["feasible"] and self.infeasible == "repair" and not self.train_infeasible:
+            assert self.omega is not None  # checked in __post_init__
+            fixed = repair(
+                conf,
+                cost=self.cost,
+                limits=self.limits,
+                space=self.space,
+                omega=self.omega,
+                layers=self.layers,
+            )
+            trial.set_user_attr(
+                PROPOSED, {k: v for k, v in attrs.items() if k not in ("report", "layers")}
+            )
+            trial.set_user_attr(REPAIRED_PARAMS, self.space.params(fixed))
+            attrs = self._cost_attrs(fixed)
+            conf = fixed
+        report = attrs.pop("report")
+        feasible = attrs["feasible"]
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         if self.objective != "lagrangian":
@@ -214,6 +251,8 @@ class TrialObjective:
         accuracy = 0.0
         trained = feasible or self.train_infeasible
         if trained:
+            bits: dict[str, int | None] = {n: conf.bits.get(n) for n in self.layers}
+            widths = [conf.widths.get(n, 1.0) for n in self.layers]
             accuracy = self._train(trial, self.builder.build(bits, widths), report)
         trial.set_user_attr("trained", trained)
         trial.set_user_attr("accuracy", accuracy)
@@ -221,6 +260,25 @@ class TrialObjective:
         if self.objective == "pareto":
             return pareto_values(accuracy, report, list(self.pareto_metrics))
         return self._scalar_value(accuracy, report)
+
+    def _cost_attrs(self, conf: Configuration) -> dict[str, Any]:
+        """The cost user attributes of ``conf`` (and its ``report``, to be popped)."""
+        bits = [conf.bits.get(n) for n in self.layers]
+        widths = [conf.widths.get(n, 1.0) for n in self.layers]
+        report = self.cost.evaluate([FLOAT_COST_BITS if b is None else b for b in bits], widths)
+        violations = self.limits.violations(report)
+        return {
+            "layers": list(self.layers),
+            "bits": bits,
+            "widths": self.effective_widths(widths),
+            "size_mb": report.size_mb,
+            "speedup": report.speedup,
+            "latency_ms": report.latency_ms,
+            "energy_mj": report.energy_mj,
+            "feasible": all(v <= 0 for v in violations.values()),
+            "violations": violations,
+            "report": report,
+        }
 
     def _scalar_value(self, accuracy: float, report: CostReport) -> float:
         """The single objective's value of a score (``lagrangian`` or ``constraints``)."""

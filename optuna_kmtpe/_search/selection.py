@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ import numpy as np
 
 from optuna_kmtpe._compress.loops import DivergenceError
 from optuna_kmtpe._logging import get_logger
+from optuna_kmtpe._search.objective import trained_params
 
 
 if TYPE_CHECKING:
@@ -70,7 +72,7 @@ def rescoring_record(study: optuna.Study, ranked: list[Rescored]) -> list[dict[s
                 "trial": r.trial,
                 "bits": dict(zip(a["layers"], a["bits"])),
                 "widths": dict(zip(a["layers"], a["widths"])),
-                "params": dict(trials[r.trial].params),
+                "params": trained_params(trials[r.trial]),
                 "size_mb": float(a["size_mb"]),
                 "speedup": float(a["speedup"]),
                 "scores": [r.accuracy, *r.rescored],
@@ -99,9 +101,15 @@ def candidates(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def rescore_top(
-    study: optuna.Study, objective: TrialObjective, *, top: int = 5, repeats: int = 2
+    study: optuna.Study,
+    objective: TrialObjective,
+    *,
+    top: int = 5,
+    repeats: int = 2,
+    extra: Sequence[FrozenTrial] = (),
 ) -> list[Rescored]:
-    """Re-train and re-score the ``top`` best configurations ``repeats`` times each.
+    """Re-train and re-score the ``top`` best configurations ``repeats`` times each, and
+    the ``extra`` trials (e.g. the fastest warm-start one) when not among them.
 
     Returns:
         The re-scored trials, best mean first (ties: the earlier rank); a configuration whose
@@ -113,8 +121,10 @@ def rescore_top(
     if top < 1 or repeats < 1:
         raise ValueError(f"`top` and `repeats` must be >= 1, got {top} and {repeats}.")
     found = []
-    for rank, t in enumerate(candidates(study)[:top]):
-        bits, widths = objective.configuration(t.params)
+    pool = candidates(study)[:top]
+    pool += [t for t in extra if t.number not in {p.number for p in pool}]
+    for rank, t in enumerate(pool):
+        bits, widths = objective.configuration(trained_params(t))
         scores = []
         try:
             for r in range(repeats):

@@ -1,0 +1,56 @@
+"""The options ``kmtpe search`` and ``kmtpe compare`` share about the search space, the warm
+start, infeasible proposals and the choice (docs/search.md)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+__all__ = ["add_space_options", "space_options"]
+
+
+def add_space_options(group: Any) -> None:
+    """Add ``--space-rule``, ``--warm-start``, ``--infeasible`` and ``--choice-rule``."""
+    from optuna_kmtpe._search.choice_rule import CHOICE_RULES
+    from optuna_kmtpe._search.repair import INFEASIBLE_MODES
+
+    group.add_argument(
+        "--space-rule",
+        choices=("baselines", "paper"),
+        default="baselines",
+        help="each layer's bits: its Hessian cluster's subset plus the bits of the feasible "
+        "uniform, ILP and greedy configurations (baselines, default), or the paper's fixed "
+        "cluster subsets alone (paper)",
+    )
+    group.add_argument(
+        "--warm-start",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="enqueue the feasible uniform, ILP and greedy configurations as the first trials "
+        "(default; they count as trials)",
+    )
+    group.add_argument(
+        "--infeasible",
+        choices=INFEASIBLE_MODES,
+        default="repair",
+        help="a proposal over a limit: train its nearest feasible repair (repair, default) or "
+        "score it with the Lagrangian penalty untrained (penalty)",
+    )
+    group.add_argument(
+        "--choice-rule",
+        choices=CHOICE_RULES,
+        default="speed-band",
+        help="the chosen configuration: the fastest within one standard error of the best "
+        "re-scored mean (speed-band, default) or the best score (score)",
+    )
+
+
+def space_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed options as config fields."""
+    return {
+        "space_rule": args.space_rule,
+        "warm_start": args.warm_start,
+        "infeasible": args.infeasible,
+        "choice_rule": args.choice_rule,
+    }
