@@ -6,18 +6,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from optuna_kmtpe._commands._names import CHOICE_RULES
+from optuna_kmtpe._commands._names import INFEASIBLE_MODES
+from optuna_kmtpe._commands._names import SPACE_RULES
+
 
 __all__ = ["add_space_options", "space_options"]
 
 
 def add_space_options(group: Any) -> None:
     """Add ``--space-rule``, ``--warm-start``, ``--infeasible`` and ``--choice-rule``."""
-    from optuna_kmtpe._search.choice_rule import CHOICE_RULES
-    from optuna_kmtpe._search.repair import INFEASIBLE_MODES
-
     group.add_argument(
         "--space-rule",
-        choices=("baselines", "paper"),
+        choices=SPACE_RULES,
         default="baselines",
         help="each layer's bits: its Hessian cluster's subset plus the bits of the feasible "
         "uniform, ILP and greedy configurations (baselines, default), or the paper's fixed "
