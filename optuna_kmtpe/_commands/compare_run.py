@@ -44,6 +44,7 @@ from optuna_kmtpe._commands.search_run import _hessian_batches
 from optuna_kmtpe._commands.search_run import _resolve
 from optuna_kmtpe._commands.search_run import _ZooEvaluator
 from optuna_kmtpe._commands.search_run import _ZooTrainer
+from optuna_kmtpe._commands.search_run import config_ebops
 from optuna_kmtpe._commands.search_run import COST_MODELS
 from optuna_kmtpe._commands.search_run import SearchConfig
 from optuna_kmtpe._commands.search_run import SearchError
@@ -100,6 +101,7 @@ class CompareConfig:
     size_limit_mb: float | None = None
     latency_limit_ms: float | None = None
     min_speedup: float | None = None
+    ebops: float | None = None
     cost_model: str = "memory"
     rescore: int = 5
     rescore_repeats: int = 2
@@ -179,6 +181,7 @@ def run_compare(
                 record = _baseline_record(baselines[method])
             else:
                 record = _search_record(search, cfg, method, seed, out)
+            record["ebops"] = config_ebops(search.cost_model, record["bits"], record["widths"])
             net = search.build(record["params"])
             final_train(net, epochs=int(search_cfg.final_epochs or 0), seed=seed)
             record.update(
@@ -237,6 +240,7 @@ def _check(config: CompareConfig) -> SearchConfig:
             size_limit_mb=config.size_limit_mb,
             latency_limit_ms=config.latency_limit_ms,
             min_speedup=config.min_speedup,
+            ebops=config.ebops,
             out=config.out,
             device=config.device,
             cost_model=config.cost_model,
@@ -246,7 +250,12 @@ def _check(config: CompareConfig) -> SearchConfig:
 
 
 def _size_from_bits(cfg: CompareConfig) -> bool:
-    return cfg.size_limit_mb is None and cfg.latency_limit_ms is None and cfg.min_speedup is None
+    return (
+        cfg.size_limit_mb is None
+        and cfg.latency_limit_ms is None
+        and cfg.min_speedup is None
+        and cfg.ebops is None
+    )
 
 
 def _limits(cfg: CompareConfig, model: str, num_classes: int) -> HardwareLimits:
@@ -261,7 +270,7 @@ def _limits(cfg: CompareConfig, model: str, num_classes: int) -> HardwareLimits:
     if _size_from_bits(cfg):
         size = cost.baseline().size_mb * cfg.avg_bits / 16.0
         _logger.info(f"limits: size <= {size:.6g} MB ({cfg.avg_bits:g} bits per weight, width 1)")
-    return HardwareLimits(size_mb=size, latency_ms=latency)
+    return HardwareLimits(size_mb=size, latency_ms=latency, ebops=cfg.ebops)
 
 
 def _baseline_record(result: Any) -> dict[str, Any]:

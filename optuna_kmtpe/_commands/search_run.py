@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
@@ -57,6 +58,7 @@ from optuna_kmtpe._search.api import MixedPrecisionSearch
 from optuna_kmtpe._search.checkpoint import atomic_write
 from optuna_kmtpe._search.checkpoint import load_checkpoint
 from optuna_kmtpe._search.checkpoint import save_checkpoint
+from optuna_kmtpe._search.objective import FLOAT_COST_BITS
 from optuna_kmtpe._search.pruning import DEFAULT_PRUNER
 from optuna_kmtpe._search.pruning import make_pruner
 from optuna_kmtpe._search.pruning import PRUNERS
@@ -153,6 +155,7 @@ class SearchConfig:
     size_limit_mb: float | None = None
     latency_limit_ms: float | None = None
     min_speedup: float | None = None
+    ebops: float | None = None
     no_limits: bool = False
     train_infeasible: bool = False
     n_clusters: int = 4
@@ -223,6 +226,7 @@ class SearchResult:
     speedup: float | None = None
     latency_ms: float | None = None
     energy_mj: float | None = None
+    ebops: float | None = None
     feasible: bool = False
     trial: int | None = None
     files: dict[str, str] = field(default_factory=dict)
@@ -545,7 +549,7 @@ def _resolve(config: SearchConfig) -> SearchConfig:
         raise SearchError(f"`threads` must be a positive integer, got {config.threads!r}.")
     if config.startup < 0:
         raise SearchError(f"`startup` must be >= 0, got {config.startup}.")
-    for name in ("size_limit_mb", "latency_limit_ms", "min_speedup"):
+    for name in ("size_limit_mb", "latency_limit_ms", "min_speedup", "ebops"):
         value = getattr(config, name)
         if value is not None and not (math.isfinite(value) and value > 0):
             raise SearchError(f"`{name.replace('_', '-')}` must be > 0, got {value!r}.")
@@ -588,7 +592,7 @@ def _limits(config: SearchConfig, cost: DSPPackingModel) -> HardwareLimits:
             "(FiP16 baseline latency / speedup)"
         )
     size = config.size_limit_mb
-    if size is None and latency is None and not config.no_limits:
+    if size is None and latency is None and config.ebops is None and not config.no_limits:
         size = cost.evaluate(4).size_mb
         notes.append(
             f"no limit given: size <= {size:.6g} MB (the model at 4 bits, width 1); "
@@ -596,7 +600,15 @@ def _limits(config: SearchConfig, cost: DSPPackingModel) -> HardwareLimits:
         )
     if notes:
         _logger.info(f"limits: {'; '.join(notes)}")
-    return HardwareLimits(size_mb=size, latency_ms=latency)
+    return HardwareLimits(size_mb=size, latency_ms=latency, ebops=config.ebops)
+
+
+def config_ebops(
+    cost: DSPPackingModel, bits: Sequence[int | None], widths: Sequence[float]
+) -> float:
+    """EBOPs of a configuration's per-layer bits (``None``: float, priced as the objective
+    does) and widths on ``cost``."""
+    return cost.evaluate([FLOAT_COST_BITS if b is None else int(b) for b in bits], widths).ebops
 
 
 def _hessian_batches(
@@ -710,6 +722,9 @@ def _finish(
     res.rescored_val_accuracy = best.rescored_accuracy
     res.size_mb, res.speedup = best.size_mb, best.speedup
     res.latency_ms, res.energy_mj = best.latency_ms, best.energy_mj
+    res.ebops = config_ebops(
+        search.cost_model, list(best.bits.values()), list(best.widths.values())
+    )
     out = Path(res.out)
     atomic_write(
         out / "best_config.json",
@@ -727,6 +742,7 @@ def _finish(
                 "size_mb": res.size_mb,
                 "speedup": res.speedup,
                 "latency_ms": res.latency_ms,
+                "ebops": res.ebops,
             },
             f,
             indent=2,
@@ -793,6 +809,10 @@ def summary_text(r: SearchResult) -> str:
             f"  speedup     {r.speedup:.2f}x vs FiP16, latency {r.latency_ms:.4g} ms"
             f" ({r.cost_model}-bound cost model, --cost-model)",
         ]
+        if r.ebops is not None:
+            lines.append(
+                f"  EBOPs       {r.ebops:.4g} (weight bits x input bits per MAC, HGQ's measure)"
+            )
         if r.message:
             lines.append(f"  note        {r.message}")
     lines.append(f"  files       {r.out}/ ({', '.join(sorted(r.files))})")
