@@ -69,6 +69,13 @@ def register(subparsers: Any) -> None:
         "accepts) or keep them in the Quant nodes",
     )
     parser.add_argument(
+        "--weight-scales",
+        choices=("quant", "mul"),
+        default="quant",
+        help="qonnx: per-channel weight scales in the Quant nodes (default) or as a Mul after "
+        "each Conv/Gemm on integer weights (for hls4ml's QONNX frontend)",
+    )
+    parser.add_argument(
         "--no-compile", action="store_true", help="hls4ml: write the project, skip the C sim"
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -110,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
             inputs_label=label,
             hls4ml_compile=not args.no_compile,
             zero_points=args.zero_points,
+            weight_scales=args.weight_scales,
         )
     except (ExportError, CheckpointError, DataError) as e:
         print(f"kmtpe export: error: {e}", file=sys.stderr)

@@ -148,6 +148,7 @@ def export(
     tolerance: float | None = None,
     hls4ml_compile: bool = True,
     zero_points: str = "extract",
+    weight_scales: str = "quant",
 ) -> ExportSummary:
     """Export a fake-quantised model to ``format`` at ``path`` and summarise it.
 
@@ -170,6 +171,8 @@ def export(
         zero_points: QONNX only: ``"extract"`` (default; every ``Quant`` with zero point 0,
             offsets as Add / Sub, what FINN accepts) or ``"keep"`` (see
             :mod:`optuna_kmtpe._export.qonnx`).
+        weight_scales: QONNX only: ``"quant"`` (default) or ``"mul"`` (integer weights, the
+            per-channel scales as a Mul after the layer; for hls4ml's QONNX frontend).
 
     Returns:
         An :class:`ExportSummary`; ``summary.check["passed"]`` says whether the execution
@@ -199,7 +202,9 @@ def export(
         from optuna_kmtpe._export.qonnx import export_qonnx
         from optuna_kmtpe._export.qonnx import run_qonnx
 
-        wrapper, _ = export_qonnx(qmodel, input_shape, path=path, zero_points=zero_points)
+        wrapper, _ = export_qonnx(
+            qmodel, input_shape, path=path, zero_points=zero_points, weight_scales=weight_scales
+        )
         qonnx_cost = qonnx_costs(wrapper, order)
         runner = "qonnx execute_onnx"
         run = None if inputs is None else (lambda x: run_qonnx(wrapper, x))

@@ -94,6 +94,7 @@ def export_qonnx(
     *,
     path: str | Path | None = None,
     zero_points: str = "extract",
+    weight_scales: str = "quant",
 ) -> tuple[Any, list[str]]:
     """Export a fake-quantised model as a cleaned QONNX graph.
 
@@ -104,6 +105,10 @@ def export_qonnx(
         path: Where to save the ``.onnx`` file (not saved when ``None``).
         zero_points: ``"extract"`` (every ``Quant`` with zero point 0, offsets as Add / Sub;
             what FINN accepts) or ``"keep"`` (zero points in the ``Quant`` nodes).
+        weight_scales: ``"quant"`` (per-channel scales in the weight ``Quant`` nodes) or
+            ``"mul"`` (integer weights under a scale-1 ``Quant``, the scales as a ``Mul``
+            after the Conv / Gemm: hls4ml's QONNX frontend then fuses the weights as
+            fixed-point constants, see docs/hls4ml.md).
 
     Returns:
         ``(ModelWrapper, layers)``: the qonnx model and the quantised layer names in the order
@@ -122,7 +127,7 @@ def export_qonnx(
     input_shape = tuple(int(d) for d in input_shape)
     quant = read_quantization(model)
     order = execution_order(model, input_shape)
-    proto = to_onnx(export_copy(model, quant, _emit_quant), input_shape)
+    proto = to_onnx(export_copy(model, quant, _emit_quant, weight_scales), input_shape)
     wrapper = cleanup_model(ModelWrapper(proto))
     _check_structure(wrapper, order)
     if zero_points == "extract":
