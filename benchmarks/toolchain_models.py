@@ -8,7 +8,8 @@ Runs in this package's environment. Trains two fake-quantised models on scikit-l
 * ``small_cnn``: the configuration of the default search run
   (``benchmarks/results/search-digits/best_config.json``: bits 6/4/2/3, widths
   1.125/1.125/0.75/1), trained ``--epochs`` epochs, saved as a run folder and exported with
-  ``kmtpe export RUN --format qonnx``;
+  ``kmtpe export RUN --format qonnx`` (and as ``small_cnn_keep`` with ``--zero-points keep``,
+  the zero point in the first ``Quant``, to show what FINN says to it);
 * ``resnet20``: residual (option-A shortcuts), every bit-width 2..8 and widths 0.75..1.25, on
   the digits repeated to three channels (as in ``tests/test_export.py``).
 
