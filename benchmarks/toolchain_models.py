@@ -83,12 +83,12 @@ def main() -> None:
     meta = {"model": "small_cnn", "dataset": "digits", "num_classes": 10}
     meta.update(bits=best["bits"], widths=best["widths"])
     save_checkpoint(small.eval(), out / "run" / "final_model.pt", meta=meta)
-    code = kmtpe(
-        ["export", str(out / "run"), "--format", "qonnx", "--out", str(out / "small_cnn.onnx")]
-    )
-    if code != 0:
-        raise SystemExit(f"kmtpe export failed with status {code}")
-    _save(out, "small_cnn", small, data)
+    for name, option in (("small_cnn", "extract"), ("small_cnn_keep", "keep")):
+        path = str(out / f"{name}.onnx")
+        argv = ["export", str(out / "run"), "--format", "qonnx", "--out", path]
+        if kmtpe([*argv, "--zero-points", option]) != 0:
+            raise SystemExit(f"kmtpe export --zero-points {option} failed")
+        _save(out, name, small, data)
 
     data3 = _digits3(data)
     res = quantize_model(build_model("resnet20", 10, widths=RES_WIDTHS), RES_BITS)
