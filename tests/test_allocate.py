@@ -180,3 +180,16 @@ def test_sensitivities_follow_the_quantisation_error() -> None:
     omega = sensitivities({"0": 2.0, "2": 0.5}, pert)
     assert omega["0"][4] == pytest.approx(2.0 * pert["0"][4])
     assert omega["2"][2] == pytest.approx(0.5 * pert["2"][2])
+
+
+@pytest.mark.parametrize("avg_bits", [3.0, 5.0])
+def test_ilp_and_greedy_honour_an_ebops_limit(avg_bits: float) -> None:
+    cost = _cost(4)
+    omega = _omega(cost, seed=7)
+    limits = HardwareLimits(ebops=cost.evaluate(8).ebops * (avg_bits / 8) ** 2)
+    found = ilp_allocation(cost, limits, omega)
+    assert found.omega == pytest.approx(_brute_force(cost, limits, omega), rel=1e-9)
+    assert found.report.ebops <= limits.ebops  # type: ignore[operator]
+    greedy = greedy_allocation(cost, limits, omega)
+    assert greedy.report.ebops <= limits.ebops  # type: ignore[operator]
+    assert greedy.omega >= found.omega * (1 - 1e-9)

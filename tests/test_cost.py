@@ -273,3 +273,26 @@ def test_every_zoo_model_costs() -> None:
     for name in MODEL_NAMES:
         report = zoo_cost_model(name, 10).evaluate(4, 0.75)
         assert report.size_bytes > 0 and report.speedup > 1.0
+
+
+def test_ebops_hand_computed() -> None:
+    # EBOPs = sum over layers of MACs x weight bits x input bits (one bit-width per layer).
+    # MACs 3,456 / 1,152 / 1,280 (above) at 8 / 4 / 2 bits: 3456*64 + 1152*16 + 1280*4.
+    report = _tiny_cost().evaluate([8, 4, 2])
+    assert report.ebops == 3456 * 64 + 1152 * 16 + 1280 * 4 == 244_736
+    assert report.layers["ebops"].tolist() == [3456 * 64, 1152 * 16, 1280 * 4]
+    assert report.to_dict()["ebops"] == 244_736
+    # Widths scale the MACs: conv 4 channels (1,728 MACs), depthwise 4 (576), linear 640.
+    halved = _tiny_cost().evaluate([8, 4, 2], [0.5, 1.0, 1.0])
+    assert halved.ebops == 1728 * 64 + 576 * 16 + 640 * 4
+
+
+def test_ebops_limit_in_every_objective_form() -> None:
+    report = _tiny_cost().evaluate([8, 4, 2])
+    limits = HardwareLimits(ebops=report.ebops / 2)
+    assert limits.violations(report) == {"ebops": 1.0}
+    assert lagrangian(0.9, report, limits) == pytest.approx(0.9 - 1000.0)
+    assert HardwareLimits(ebops=report.ebops).violations(report) == {"ebops": 0.0}
+    assert pareto_values(0.9, report, ["ebops"]) == (0.9, 244_736.0)
+    with pytest.raises(ValueError, match="ebops"):
+        HardwareLimits(ebops=0)

@@ -137,7 +137,8 @@ def test_qonnx_quant_nodes_carry_the_searched_bits_scales_and_zero_points(
         a = p["input"]
         assert (a["signed"], a["narrow"]) == (0, 0)
         assert float(a["scale"]) == q.act_scale  # float32, bit for bit
-        assert float(a["zero_point"]) == q.act_zero_point
+        assert float(a["zero_point"]) == 0.0  # extracted into Add / Sub (FINN)
+        assert a["layer_zero_point"] == q.act_zero_point
     ops = {n.op_type for n in model.graph.node}
     assert "BatchNormalization" in ops  # kept, not folded (see qonnx.py)
     assert {n.domain for n in model.graph.node if n.op_type == "Quant"} == {
@@ -145,8 +146,14 @@ def test_qonnx_quant_nodes_carry_the_searched_bits_scales_and_zero_points(
     }
 
 
-def test_qonnx_execute_onnx_reproduces_pytorch_on_the_test_split(case: Case) -> None:
-    model, _ = export_qonnx(case.model, case.input_shape)
+@pytest.mark.parametrize("zero_points", ["extract", "keep"])
+def test_qonnx_execute_onnx_reproduces_pytorch_on_the_test_split(
+    case: Case, zero_points: str
+) -> None:
+    model, layers = export_qonnx(case.model, case.input_shape, zero_points=zero_points)
+    zps = [p["input"]["zero_point"] for p in quant_params(model, layers).values()]
+    if zero_points == "keep":  # the first layer's input (normalised image) is asymmetric
+        assert float(zps[0]) != 0.0
     ref = _torch_logits(case)
     got = run_qonnx(model, case.x.numpy())
     agree, n_differ, _ = _agree(got, ref)
@@ -200,11 +207,17 @@ def test_export_summary_costs_match_qonnx_inference_cost(case: Case, tmp_path: P
         assert r["cost_macs"] == r["qonnx_macs"], r["layer"]
         assert r["cost_weight_bits"] == r["qonnx_weight_bits"], r["layer"]
         if r["input_zero_point"] == 0:  # qonnx types a zero-point input as SCALEDINT<b>
-            assert r["cost_bops"] == r["qonnx_bops"], r["layer"]
+            assert r["cost_ebops"] == r["qonnx_bops"], r["layer"]
         else:  # ... and an asymmetric one as FLOAT32
             assert r["qonnx_input_dtype"] == "FLOAT32"
             assert r["qonnx_bops"] == r["cost_macs"] * 32 * r["bits"]
     assert summary.totals["cost_macs"] == summary.totals["qonnx_macs"]
+    assert (
+        summary.cost["ebops"]
+        == summary.totals["cost_ebops"]
+        == sum(r["cost_macs"] * r["bits"] ** 2 for r in summary.layers)
+    )
+    assert f"EBOPs {summary.cost['ebops']:,.0f} (qonnx inference-cost BOPs" in summary.markdown()
     assert "compute-bound" in summary.cost_model
     c = summary.check
     assert c["passed"] and c["argmax_agree"] == c["n"] == 360
@@ -261,6 +274,15 @@ def test_cli_exports_a_run_dir(cases: dict[str, Case], tmp_path: Path) -> None:
     for fmt in ("qonnx", "qcdq"):
         out = tmp_path / f"m.{fmt}.onnx"
         assert main(["export", str(run), "--format", fmt, "--out", str(out)]) == 0
+        if fmt == "qonnx":  # every Quant node has zero point 0 (FINN refuses others)
+            import onnx
+            from onnx import numpy_helper
+
+            graph = onnx.load(str(out)).graph
+            inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+            quants = [n for n in graph.node if n.op_type == "Quant"]
+            assert len(quants) == 2 * len(SMALL_BITS)
+            assert all(not np.any(inits[n.input[2]]) for n in quants)
         summary = json.loads(out.with_suffix(".summary.json").read_text())
         assert summary["check"]["passed"], summary["check"]
         assert summary["check"]["n"] == 360

@@ -148,3 +148,55 @@ def test_hls4ml_c_simulation_of_a_residual_model(digits: object, tmp_path: Path)
     train(net, digits, epochs=6, max_lr=0.01, device="cpu")  # type: ignore[arg-type]
     check = _csim(net.eval(), digits, tmp_path)
     assert check["passed"], check
+
+
+def _hls4ml_qonnx(small: nn.Module, tmp_path: Path, *, compile: bool) -> Any:
+    pytest.importorskip("hls4ml")
+    from optuna_kmtpe._export.hls4ml_qonnx import build
+    from optuna_kmtpe._export.qonnx import export_qonnx
+
+    export_qonnx(small, (1, 8, 8), path=tmp_path / "m.onnx", weight_scales="mul")
+    return build(tmp_path / "m.onnx", tmp_path / "prj", compile=compile)
+
+
+def test_hls4ml_qonnx_frontend_keeps_the_zero_point_and_integer_weights(
+    small: nn.Module, tmp_path: Path
+) -> None:
+    from optuna_kmtpe._export.hls4ml_qonnx import offset_layers
+
+    hls_model = _hls4ml_qonnx(small, tmp_path, compile=False)
+    first = read_quantization(small)[0]
+    assert first.act_zero_point != 0  # the normalised image is signed
+    offsets = offset_layers(hls_model)
+    # x / s + z before the unsigned quantiser, and q * s - z * s after it: nothing dropped.
+    before = [o for o in offsets if o["bias"] == first.act_zero_point]
+    after = [
+        o
+        for o in offsets
+        if o["bias"] == pytest.approx(-first.act_zero_point * first.act_scale, rel=1e-3)
+    ]
+    assert before and before[0]["scale"] == pytest.approx(1 / first.act_scale, rel=1e-3)
+    assert after and after[0]["scale"] == pytest.approx(first.act_scale, rel=1e-3)
+    # Each Conv2D / Dense holds its integer weights at the searched bit-width.
+    kinds = [layer for layer in hls_model.get_layers() if layer.class_name in ("Conv2D", "Dense")]
+    found = [str(layer.weights["weight"].type.precision) for layer in kinds]
+    assert found == [f"fixed<{b},{b},RND_CONV,SAT_SYM,0>" for b in BITS]
+    for layer, q in zip(kinds, read_quantization(small)):
+        w = np.asarray(layer.weights["weight"].data)
+        assert np.array_equal(np.sort(w.ravel()), np.sort(q.weight_int.ravel().astype(w.dtype)))
+
+
+@pytest.mark.slow
+def test_hls4ml_qonnx_frontend_c_simulation_agrees_with_pytorch(
+    small: nn.Module, digits: object, tmp_path: Path
+) -> None:
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is needed for hls4ml's C simulation")
+    from optuna_kmtpe._export.hls4ml_qonnx import predict
+
+    hls_model = _hls4ml_qonnx(small, tmp_path, compile=True)
+    x = digits.prepare(digits.test[0])  # type: ignore[attr-defined]
+    with torch.no_grad():
+        ref = small(x).numpy()
+    got = predict(hls_model, x.numpy())
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.9

@@ -367,3 +367,19 @@ def test_rescoring_is_saved_printed_and_reported(tmp_path: Path) -> None:
         assert re.search(rf"^ +{layer} +{bits} +", text, re.M), layer
     report = (tmp_path / "report.html").read_text()
     assert f"* trial {result.trial:<4} mean" in report
+
+
+def test_ebops_limit_is_met_and_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cost = zoo_cost_model("small_cnn", 10)
+    limit = cost.evaluate(4).ebops * 1.5  # part of the space meets it
+    argv = ["search", "--out", str(tmp_path), *TINY, "--final-epochs", "0"]
+    assert main([*argv, "--ebops", f"{limit:.10g}"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["limits"] == {"ebops": pytest.approx(limit)}  # no default size limit added
+    assert result["feasible"]
+    ebops = cost.evaluate(result["bits"], result["widths"]).ebops
+    assert result["ebops"] == ebops <= limit
+    assert f"EBOPs       {ebops:.4g}" in out

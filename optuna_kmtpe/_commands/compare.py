@@ -71,6 +71,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--size-limit-mb", type=float, help="model size limit (MB)")
     p.add_argument("--latency-limit-ms", type=float, help="latency limit (ms)")
     p.add_argument("--min-speedup", type=float, help="speedup vs FiP16 at least this")
+    p.add_argument("--ebops", type=float, help="EBOPs limit (HGQ's effective bit operations)")
     p.add_argument("--cost-model", choices=("memory", "compute"), default="memory")
     p.add_argument(
         "--rescore",
@@ -125,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         size_limit_mb=args.size_limit_mb,
         latency_limit_ms=args.latency_limit_ms,
         min_speedup=args.min_speedup,
+        ebops=args.ebops,
         cost_model=args.cost_model,
         rescore=args.rescore,
         rescore_repeats=args.rescore_repeats,

@@ -9,7 +9,7 @@ Example::
 
 Each export also writes ``<out>.summary.json`` / ``.summary.md`` (for hls4ml:
 ``<out>/summary.json`` / ``.md``): per-layer bits, scales, zero points, the cost model's MACs,
-weight bits and BOPs (compute-bound reading), qonnx's inference cost, and the execution check
+weight bits and EBOPs (compute-bound reading), qonnx's inference cost, and the execution check
 on the dataset's test split.
 """
 
@@ -64,6 +64,20 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--no-check", action="store_true", help="skip the execution check")
     parser.add_argument(
+        "--zero-points",
+        choices=("extract", "keep"),
+        default="extract",
+        help="qonnx: extract (default; every Quant zero point 0, offsets as Add/Sub, what FINN "
+        "accepts) or keep them in the Quant nodes",
+    )
+    parser.add_argument(
+        "--weight-scales",
+        choices=("quant", "mul"),
+        default="quant",
+        help="qonnx: per-channel weight scales in the Quant nodes (default) or as a Mul after "
+        "each Conv/Gemm on integer weights (for hls4ml's QONNX frontend)",
+    )
+    parser.add_argument(
         "--no-compile", action="store_true", help="hls4ml: write the project, skip the C sim"
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -106,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
             labels=labels,
             inputs_label=label,
             hls4ml_compile=not args.no_compile,
+            zero_points=args.zero_points,
+            weight_scales=args.weight_scales,
         )
     except (ExportError, CheckpointError, DataError) as e:
         print(f"kmtpe export: error: {e}", file=sys.stderr)

@@ -94,6 +94,7 @@ def register(subparsers: Any) -> None:
     g.add_argument("--size-limit-mb", type=float, help="model size limit mu (MB)")
     g.add_argument("--latency-limit-ms", type=float, help="latency limit tau (ms)")
     g.add_argument("--min-speedup", type=float, help="speedup vs FiP16 at least this")
+    g.add_argument("--ebops", type=float, help="EBOPs limit (HGQ's effective bit operations)")
     g.add_argument(
         "--no-limits", action="store_true", help="no default size limit (4-bit model size)"
     )
@@ -209,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
         size_limit_mb=args.size_limit_mb,
         latency_limit_ms=args.latency_limit_ms,
         min_speedup=args.min_speedup,
+        ebops=args.ebops,
         no_limits=args.no_limits,
         train_infeasible=args.train_infeasible,
         n_clusters=args.clusters,

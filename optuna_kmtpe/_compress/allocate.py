@@ -10,8 +10,9 @@ Three allocators share the cost model and the limits of the search:
   (normalised Hessian trace times the squared quantisation perturbation, HAWQ-V2 eq. 2);
   minimise the sum over layers subject to the limits, solved exactly by
   ``scipy.optimize.milp`` (HiGHS). The cost model's size, cycles and energy are sums of
-  per-layer terms that depend on that layer's bits alone (widths fixed), so every limit is a
-  linear constraint; throughput ``>= pi`` is latency ``<= 1 / pi``.
+  per-layer terms that depend on that layer's bits alone (widths fixed), and so are EBOPs
+  (``MACs * bits**2`` per layer), so every limit is a linear constraint; throughput
+  ``>= pi`` is latency ``<= 1 / pi``.
 * :func:`greedy_allocation`: start every layer at its most bits, then repeatedly lower the
   layer whose next lower bit-width adds the least ``omega`` per unit of over-limit cost it
   removes, until the limits hold (the knapsack greedy of the same objective). A step that
@@ -248,7 +249,8 @@ class _Tables:
     size: np.ndarray  # bytes per variable
     cycles: np.ndarray
     energy: np.ndarray  # pJ
-    base: tuple[float, float, float]  # size, cycles, energy of the fixed layers
+    ebops: np.ndarray
+    base: tuple[float, float, float, float]  # size, cycles, energy, EBOPs of the fixed layers
 
 
 def _tables(cost: DSPPackingModel, omega: Omega, fixed: Mapping[str, int] | None) -> _Tables:
@@ -266,9 +268,10 @@ def _tables(cost: DSPPackingModel, omega: Omega, fixed: Mapping[str, int] | None
         float(np.sum(base["weights"][mask] * base["bits"][mask]) / 8.0),
         float(np.sum(base["cycles"][mask])),
         float(np.sum(base["energy_uj"][mask]) * 1e6),
+        float(np.sum(base["ebops"][mask])),
     )
     columns: list[tuple[str, int]] = []
-    layer_of, om, size, cycles, energy = [], [], [], [], []
+    layer_of, om, size, cycles, energy, ebops = [], [], [], [], [], []
     per_bit_rows: dict[int, dict[str, np.ndarray]] = {}
     for i, layer in enumerate(layers):
         for b in sorted(omega[layer], reverse=True):
@@ -282,6 +285,7 @@ def _tables(cost: DSPPackingModel, omega: Omega, fixed: Mapping[str, int] | None
             size.append(float(row["weights"][j]) * b / 8.0)
             cycles.append(float(row["cycles"][j]))
             energy.append(float(row["energy_uj"][j]) * 1e6)
+            ebops.append(float(row["ebops"][j]))
     return _Tables(
         layers,
         columns,
@@ -290,6 +294,7 @@ def _tables(cost: DSPPackingModel, omega: Omega, fixed: Mapping[str, int] | None
         np.array(size),
         np.array(cycles),
         np.array(energy),
+        np.array(ebops),
         base_terms,
     )
 
@@ -309,6 +314,8 @@ def _linear_limits(
         out.append((t.cycles, math.floor(min(latency_s) * cost.clock_hz + 1e-9) - t.base[1]))
     if limits.energy_mj is not None:
         out.append((t.energy, limits.energy_mj * 1e9 - t.base[2]))
+    if limits.ebops is not None:
+        out.append((t.ebops, limits.ebops - t.base[3]))
     return out
 
 

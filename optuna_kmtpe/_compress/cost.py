@@ -11,6 +11,9 @@ cycle (:data:`PACKING`). Every formula is in ``docs/cost_model.md``; in short, p
   * Hout * Wout / packing(bits))``
 * DRAM bytes = (weights + input activations + output activations) * bits / 8
 * cycles = max(compute cycles, DRAM bytes / bytes-per-cycle) (no overlap between layers)
+* EBOPs (effective bit operations, the FPGA resource measure of HGQ / HGQ2 and hls4ml) =
+  ``MACs * weight bits * input-activation bits`` = ``MACs * bits**2`` (one bit-width per layer
+  for both); see :attr:`CostReport.ebops`
 
 Layer shapes are read once by running the model on one sample input with forward hooks, and
 the width rules come from :mod:`optuna_kmtpe._compress.widths`; evaluating a configuration
@@ -63,6 +66,15 @@ class CostReport:
         speedup: Baseline (FiP16, width 1) cycles divided by ``cycles``.
         energy_j: DSP operations, DRAM and BRAM traffic times their energy constants.
         throughput_fps: Inputs per second, ``1 / latency_s`` (batch 1, no pipelining).
+        ebops: Effective bit operations, summed over the Conv/Linear layers: per layer, the sum
+            over its multiply-accumulates of weight bits x input-activation bits, HGQ's resource
+            measure (HGQ2, ``calad0i/HGQ2`` ``src/hgq/layers/core/dense.py``,
+            ``QDense._compute_ebops``: ``sum(matmul(bw_inp, bw_ker))``; Sun et al., "HGQ",
+            arXiv:2405.00645: EBOPs track ``LUT + 55 x DSP`` after place and route). A layer's
+            weights and inputs share its bit-width, so a layer adds ``MACs * bits**2``. Two
+            differences from HGQ's count: every weight counts at the layer's nominal bits (HGQ
+            counts each weight's own effective bits, so a zero weight costs 0 there; ours is an
+            upper bound), and the bias additions HGQ adds are left out (biases stay in float).
         per_layer: Per-layer arrays (see :attr:`layers`).
     """
 
@@ -72,6 +84,7 @@ class CostReport:
     speedup: float
     energy_j: float
     throughput_fps: float
+    ebops: float
     per_layer: dict[str, np.ndarray] = field(repr=False)
 
     @property
@@ -105,6 +118,7 @@ class CostReport:
             "speedup": float(self.speedup),
             "energy_mj": self.energy_mj,
             "throughput_fps": float(self.throughput_fps),
+            "ebops": float(self.ebops),
             "layers": [{k: _py(v) for k, v in row.items()} for row in rows],
         }
 
@@ -277,6 +291,7 @@ class DSPPackingModel:
             cycles = np.maximum(compute, np.ceil(dram / self._bytes_per_cycle).astype(np.int64))
         dsp_ops = -(-macs // pack)
         bram = 2.0 * macs * b / 8.0
+        ebops = macs * b * b
         e_dsp, e_dram, e_bram = self._energy
         energy_pj = dsp_ops * e_dsp + dram * e_dram + bram * e_bram
         total_cycles = int(cycles.sum())
@@ -288,6 +303,7 @@ class DSPPackingModel:
             speedup=self._base_cycles / total_cycles,
             energy_j=float(energy_pj.sum()) * 1e-12,
             throughput_fps=1.0 / latency,
+            ebops=float(ebops.sum()),
             per_layer={
                 "layer": np.asarray(self.layer_names),
                 "kind": self._kind,
@@ -304,6 +320,7 @@ class DSPPackingModel:
                 "cycles": cycles,
                 "dram_bytes": dram,
                 "energy_uj": energy_pj * 1e-6,
+                "ebops": ebops,
             },
         )
 

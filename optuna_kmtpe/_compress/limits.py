@@ -1,8 +1,9 @@
 """The hardware-aware objective (paper section III-C) in three forms.
 
-    maximise accuracy  s.t.  size <= mu, latency <= tau, energy <= eps, throughput >= pi
+    maximise accuracy  s.t.  size <= mu, latency <= tau, energy <= eps, throughput >= pi,
+                             EBOPs <= beta
 
-Any subset of the four limits may be set (:class:`HardwareLimits`). Violations are relative,
+Any subset of the five limits may be set (:class:`HardwareLimits`). Violations are relative,
 ``metric / limit - 1`` for upper limits and ``1 - throughput / pi`` for the lower one, so
 ``> 0`` means infeasible in every form and units do not matter:
 
@@ -59,6 +60,7 @@ METRIC_DIRECTIONS = {
     "latency_ms": "minimize",
     "energy_mj": "minimize",
     "throughput_fps": "maximize",
+    "ebops": "minimize",
 }
 
 
@@ -71,12 +73,19 @@ class HardwareLimits:
         latency_ms: tau, the largest latency.
         energy_mj: eps, the largest energy per input.
         throughput_fps: pi, the smallest throughput (inputs per second).
+        ebops: beta, the most effective bit operations (HGQ's FPGA resource measure, see
+            :attr:`~optuna_kmtpe._compress.cost.CostReport.ebops`).
+
+    Example:
+        >>> HardwareLimits(size_mb=0.5, ebops=2e6).ebops
+        2000000.0
     """
 
     size_mb: float | None = None
     latency_ms: float | None = None
     energy_mj: float | None = None
     throughput_fps: float | None = None
+    ebops: float | None = None
 
     def __post_init__(self) -> None:
         for name in METRIC_DIRECTIONS:

@@ -3,9 +3,10 @@
 :func:`export` writes one format for a fake-quantised model (widths applied, weights trained,
 input ranges calibrated) and returns an :class:`ExportSummary` with, per layer, the searched
 bit-width, the scales and zero points written into the graph, the cost model's MACs, weight
-bits and BOPs, and (QONNX) qonnx's own inference-cost analysis of the exported graph next to
-them. With ``inputs`` it also executes the exported model (qonnx's ``execute_onnx``,
-onnxruntime, or the hls4ml C simulation) and compares it with the PyTorch model in eval mode.
+bits and EBOPs (and the whole model's size, latency, speedup and EBOPs), and (QONNX) qonnx's
+own inference-cost analysis of the exported graph next to them. With ``inputs`` it also
+executes the exported model (qonnx's ``execute_onnx``, onnxruntime, or the hls4ml C
+simulation) and compares it with the PyTorch model in eval mode.
 
 * ``qonnx`` (:mod:`optuna_kmtpe._export.qonnx`): ``Quant`` nodes, weights per output channel,
   inputs per tensor, BatchNorm kept, cleaned with qonnx's ``cleanup_model``.
@@ -69,6 +70,8 @@ class ExportSummary:
         path: The exported file (ONNX) or folder (hls4ml).
         layers: One row per quantised layer, in execution order.
         totals: Sums of the cost columns.
+        cost: Whole-model size (MB), latency (ms), DSP-packing speedup and EBOPs on the cost
+            model.
         cost_model: Which cost-model reading priced the layers (compute- or memory-bound).
         check: Execution check against PyTorch (empty when no inputs were given).
         notes: What a toolchain should know (BatchNorm, zero points, skipped steps).
@@ -80,6 +83,7 @@ class ExportSummary:
     layers: list[dict[str, Any]]
     totals: dict[str, float] = field(default_factory=dict)
     cost_model: str = ""
+    cost: dict[str, float] = field(default_factory=dict)
     check: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
@@ -100,6 +104,15 @@ class ExportSummary:
             )
         if self.cost_model:
             lines.append(f"Cost model: {self.cost_model}.")
+        if self.cost:
+            c = self.cost
+            bops = self.totals.get("qonnx_bops")
+            lines.append(
+                f"Cost: size {c['size_mb']:.4g} MB, latency {c['latency_ms']:.4g} ms, "
+                f"speedup {c['speedup']:.2f}x vs FiP16, EBOPs {c['ebops']:,.0f}"
+                + (f" (qonnx inference-cost BOPs {bops:,.0f})" if bops is not None else "")
+                + "."
+            )
         if self.check:
             c = self.check
             lines.append(
@@ -136,6 +149,8 @@ def export(
     cost_model: DSPPackingModel | None = None,
     tolerance: float | None = None,
     hls4ml_compile: bool = True,
+    zero_points: str = "extract",
+    weight_scales: str = "quant",
 ) -> ExportSummary:
     """Export a fake-quantised model to ``format`` at ``path`` and summarise it.
 
@@ -156,6 +171,11 @@ def export(
         tolerance: Largest accepted ``max |logit difference|``; default 1e-4 for qonnx and
             qcdq, none (argmax agreement only reported) for the hls4ml C simulation.
         hls4ml_compile: Build and run the hls4ml C simulation when hls4ml is installed.
+        zero_points: QONNX only: ``"extract"`` (default; every ``Quant`` with zero point 0,
+            offsets as Add / Sub, what FINN accepts) or ``"keep"`` (see
+            :mod:`optuna_kmtpe._export.qonnx`).
+        weight_scales: QONNX only: ``"quant"`` (default) or ``"mul"`` (integer weights, the
+            per-channel scales as a Mul after the layer; for hls4ml's QONNX frontend).
 
     Returns:
         An :class:`ExportSummary`; ``summary.check["passed"]`` says whether the execution
@@ -166,6 +186,7 @@ def export(
     """
     from optuna_kmtpe._export._layers import execution_order
     from optuna_kmtpe._export._layers import read_quantization
+    from optuna_kmtpe._export._summary import cost_totals
     from optuna_kmtpe._export._summary import layer_rows
     from optuna_kmtpe._export._summary import qonnx_costs
 
@@ -185,7 +206,9 @@ def export(
         from optuna_kmtpe._export.qonnx import export_qonnx
         from optuna_kmtpe._export.qonnx import run_qonnx
 
-        wrapper, _ = export_qonnx(qmodel, input_shape, path=path)
+        wrapper, _ = export_qonnx(
+            qmodel, input_shape, path=path, zero_points=zero_points, weight_scales=weight_scales
+        )
         qonnx_cost = qonnx_costs(wrapper, order)
         runner = "qonnx execute_onnx"
         run = None if inputs is None else (lambda x: run_qonnx(wrapper, x))
@@ -215,12 +238,17 @@ def export(
         notes.extend(result.notes)
         runner = "hls4ml C simulation (g++)"
         run = result.predict if inputs is not None else None
-    zero_points = [q.name for q in quant if q.act_zero_point != 0]
-    if zero_points and format != "hls4ml":
+    offsets = [q.name for q in quant if q.act_zero_point != 0]
+    if offsets and format == "qonnx" and zero_points == "extract":
         notes.append(
-            f"Inputs of {zero_points} are signed (normalised image or residual sum) and carry "
-            "a non-zero zero point; FINN and hls4ml's QONNX frontend want zero zero points "
-            "there."
+            f"Inputs of {offsets} are signed (normalised image or residual sum): their zero "
+            "points are written as Add / Sub around a zero-point-0 Quant (what FINN accepts)."
+        )
+    elif offsets and format != "hls4ml":
+        notes.append(
+            f"Inputs of {offsets} are signed (normalised image or residual sum) and carry "
+            "a non-zero zero point in the quantiser; FINN refuses such Quant nodes (export "
+            "QONNX with zero_points='extract')."
         )
     rows = layer_rows(quant, order, cost, qonnx_cost)
     totals: dict[str, float] = {
@@ -230,7 +258,7 @@ def export(
             "qonnx_macs",
             "cost_weight_bits",
             "qonnx_weight_bits",
-            "cost_bops",
+            "cost_ebops",
             "qonnx_bops",
         )
         if rows and k in rows[0]
@@ -254,6 +282,7 @@ def export(
         layers=rows,
         totals=totals,
         cost_model=cost_label,
+        cost=cost_totals(quant, cost),
         check=check,
         notes=notes,
         files=files,

@@ -213,23 +213,41 @@ class _QuantFn(torch.autograd.Function):
         return spec.emit(g, x, spec)
 
 
-class _ExportLayer(nn.Module):
-    """A quantised Conv2d/Linear for export: fake-quantised weights as its parameter."""
+#: Where the export writes the per-channel weight scales: in the weight ``Quant`` node, or as a
+#: ``Mul`` after the Conv / Gemm with integer weights under a scale-1 ``Quant``.
+WEIGHT_SCALES = ("quant", "mul")
 
-    def __init__(self, layer: nn.Conv2d | nn.Linear, q: LayerQuant, emit: Any) -> None:
+
+class _ExportLayer(nn.Module):
+    """A quantised Conv2d/Linear for export: fake-quantised weights as its parameter, or
+    (``weight_scales="mul"``) the integer weights and the per-channel scale applied to the
+    output, ``conv(x, q) * s_c + bias`` (the same product as ``conv(x, q * s_c) + bias``)."""
+
+    def __init__(
+        self, layer: nn.Conv2d | nn.Linear, q: LayerQuant, emit: Any, weight_scales: str
+    ) -> None:
         super().__init__()
         self.layer = layer
         shape = (-1,) + (1,) * (layer.weight.dim() - 1)
         scale = torch.from_numpy(q.weight_scale).reshape(shape)
-        fq = torch.from_numpy(q.weight_int).float() * scale
-        self.weight = nn.Parameter(fq, requires_grad=False)
+        self.out_scale: torch.Tensor | None = None
+        if weight_scales == "mul":
+            ints = torch.from_numpy(q.weight_int).float()
+            self.weight = nn.Parameter(ints, requires_grad=False)
+            out_shape = (-1,) + (1,) * (layer.weight.dim() - 2)  # (C, 1, 1) / (C,)
+            self.out_scale = torch.from_numpy(q.weight_scale).reshape(out_shape)
+            w_scale = np.asarray(1.0, dtype=np.float32)  # integers under a scale-1 Quant
+        else:
+            self.weight = nn.Parameter(
+                torch.from_numpy(q.weight_int).float() * scale, requires_grad=False
+            )
+            # Broadcast shape of the weight (C, 1, 1, 1) / (C, 1), as QONNX's Quant wants it.
+            w_scale = q.weight_scale.reshape(shape)
         self.bias = (
             None
             if layer.bias is None
             else nn.Parameter(layer.bias.detach().float().clone(), requires_grad=False)
         )
-        # Broadcast shape of the weight (C, 1, 1, 1) / (C, 1), as QONNX's Quant wants it.
-        w_scale = q.weight_scale.reshape(shape)
         self.w_spec = QuantSpec(
             q.name, "weight", q.bits, w_scale, 0, signed=True, narrow=True, emit=emit
         )
@@ -248,17 +266,31 @@ class _ExportLayer(nn.Module):
         xq = _QuantFn.apply(x, self.x_spec)
         wq = _QuantFn.apply(self.weight, self.w_spec)
         layer = self.layer
+        bias = self.bias if self.out_scale is None else None
         if isinstance(layer, nn.Conv2d):
-            return F.conv2d(
-                xq, wq, self.bias, layer.stride, layer.padding, layer.dilation, layer.groups
-            )
-        return F.linear(xq, wq, self.bias)
+            y = F.conv2d(xq, wq, bias, layer.stride, layer.padding, layer.dilation, layer.groups)
+        else:
+            y = F.linear(xq, wq, bias)
+        if self.out_scale is None:
+            return y
+        y = y * self.out_scale
+        if self.bias is None:
+            return y
+        return y + self.bias.reshape(self.out_scale.shape)
 
 
 def export_copy(
-    model: nn.Module, quant: list[LayerQuant], emit: Callable[[Any, Any, QuantSpec], Any]
+    model: nn.Module,
+    quant: list[LayerQuant],
+    emit: Callable[[Any, Any, QuantSpec], Any],
+    weight_scales: str = "quant",
 ) -> nn.Module:
-    """A deep copy of ``model`` in eval mode whose quantised layers emit ``emit``'s nodes."""
+    """A deep copy of ``model`` in eval mode whose quantised layers emit ``emit``'s nodes
+    (``weight_scales``: see :data:`WEIGHT_SCALES`)."""
+    if weight_scales not in WEIGHT_SCALES:
+        raise ExportError(
+            f"Unknown weight_scales {weight_scales!r}; choose one of {', '.join(WEIGHT_SCALES)}."
+        )
     import copy
 
     net = copy.deepcopy(model).cpu().float().eval()
@@ -267,7 +299,7 @@ def export_copy(
         assert isinstance(layer, nn.Conv2d | nn.Linear)
         parent_name, _, child = q.name.rpartition(".")
         parent = net.get_submodule(parent_name) if parent_name else net
-        setattr(parent, child, _ExportLayer(layer, q, emit))
+        setattr(parent, child, _ExportLayer(layer, q, emit, weight_scales))
     return net
 
 

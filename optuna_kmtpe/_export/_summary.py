@@ -65,7 +65,13 @@ def layer_rows(
     cost: DSPPackingModel | None,
     qonnx: dict[str, dict[str, Any]] | None,
 ) -> list[dict[str, Any]]:
-    """One JSON-ready row per layer (execution order): bits, scales, zero points, costs."""
+    """One JSON-ready row per layer (execution order): bits, scales, zero points, costs.
+
+    ``cost_ebops`` is HGQ's effective bit operations (MACs x weight bits x input bits, see
+    :attr:`~optuna_kmtpe._compress.cost.CostReport.ebops`); qonnx's ``qonnx_bops`` counts
+    the same product with the datatypes it infers from the graph (plus the accumulator adds),
+    so the two agree up to those adds and the bits qonnx infers for each input.
+    """
     by_name = {q.name: q for q in quant}
     report = None
     if cost is not None:
@@ -91,7 +97,7 @@ def layer_rows(
                 cost_macs=macs,
                 cost_weights=int(r["weights"]),
                 cost_weight_bits=int(r["weights"]) * q.bits,
-                cost_bops=macs * q.bits * q.bits,
+                cost_ebops=int(r["ebops"]),
                 cost_cycles=int(r["cycles"]),
             )
         if qonnx is not None:
@@ -119,7 +125,7 @@ def rows_markdown(rows: list[dict[str, Any]]) -> str:
         ("qonnx_macs", "MACs (qonnx)"),
         ("cost_weight_bits", "weight bits (cost model)"),
         ("qonnx_weight_bits", "weight bits (qonnx)"),
-        ("cost_bops", "BOPs (cost model)"),
+        ("cost_ebops", "EBOPs (cost model)"),
         ("qonnx_bops", "BOPs (qonnx)"),
         ("qonnx_input_dtype", "qonnx input dtype"),
     ]
@@ -132,3 +138,16 @@ def rows_markdown(rows: list[dict[str, Any]]) -> str:
             cells.append(f"{v:.6g}" if isinstance(v, float) else str(v))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def cost_totals(quant: list[LayerQuant], cost: DSPPackingModel) -> dict[str, float]:
+    """Whole-model size, latency, DSP-packing speedup and EBOPs of the exported bits on
+    ``cost`` (widths as built into the model)."""
+    by_name = {q.name: q for q in quant}
+    report = cost.evaluate([by_name[n].bits for n in cost.layer_names])
+    return {
+        "size_mb": report.size_mb,
+        "latency_ms": report.latency_ms,
+        "speedup": report.speedup,
+        "ebops": report.ebops,
+    }

@@ -11,6 +11,17 @@ Per quantised Conv/Linear layer the graph holds two ``Quant`` nodes (domain
 * on the layer's input: ``signed=0, narrow=0``, one scale and one zero point (the frozen
   observer range of :mod:`optuna_kmtpe._compress.quant`), bit-width ``b``.
 
+Zero points (``zero_points="extract"``, the default): FINN refuses a ``Quant`` with a non-zero
+zero point (``ValueError: Only Quant nodes with zero-point == 0 are currently supported``) and
+its maintainers ask exporters to make zero points explicit as qonnx's
+``ExtractQuantScaleZeroPt`` does. A signed input (the normalised image of the first layer, a
+residual sum) has an asymmetric range, so its ``Quant(x, s, z, b)`` is written as
+``Add(x, z*s) -> Quant(s, 0, b) -> Sub(z*s)``: the same ``b``-bit unsigned grid, the offset as
+two float adds that FINN's streamlining absorbs into the thresholds. Only the zero point is
+moved out (qonnx's transformation also moves every scale, weights included); the model's
+arithmetic is unchanged up to float rounding of ``x/s + z`` (the execution check covers it).
+``zero_points="keep"`` writes the zero point into the ``Quant`` node.
+
 BatchNorm is **kept** as ``BatchNormalization`` after the Conv: folding it would change the
 weight scales (``s_c * gamma_c / sigma_c``), so the graph would no longer carry the scales the
 model was trained with; FINN's streamlining (``BatchNormToAffine`` and absorption into
@@ -47,11 +58,21 @@ from optuna_kmtpe._export._layers import read_quantization
 from optuna_kmtpe._export._layers import to_onnx
 
 
-__all__ = ["COMPUTE_OPS", "compute_nodes", "export_qonnx", "quant_bitwidths", "run_qonnx"]
+__all__ = [
+    "COMPUTE_OPS",
+    "ZERO_POINTS",
+    "compute_nodes",
+    "export_qonnx",
+    "extract_zero_points",
+    "quant_bitwidths",
+    "run_qonnx",
+]
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 #: ONNX ops that carry a quantised layer's multiply-accumulates.
 COMPUTE_OPS = ("Conv", "Gemm", "MatMul")
+#: How :func:`export_qonnx` writes a non-zero activation zero point.
+ZERO_POINTS = ("extract", "keep")
 
 
 def _emit_quant(g: Any, x: Any, spec: QuantSpec) -> Any:
@@ -68,7 +89,12 @@ def _emit_quant(g: Any, x: Any, spec: QuantSpec) -> Any:
 
 
 def export_qonnx(
-    model: nn.Module, input_shape: tuple[int, ...], *, path: str | Path | None = None
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    *,
+    path: str | Path | None = None,
+    zero_points: str = "extract",
+    weight_scales: str = "quant",
 ) -> tuple[Any, list[str]]:
     """Export a fake-quantised model as a cleaned QONNX graph.
 
@@ -77,6 +103,12 @@ def export_qonnx(
             whose input ranges are calibrated (it has seen data).
         input_shape: One input without the batch dimension, e.g. ``(1, 8, 8)``.
         path: Where to save the ``.onnx`` file (not saved when ``None``).
+        zero_points: ``"extract"`` (every ``Quant`` with zero point 0, offsets as Add / Sub;
+            what FINN accepts) or ``"keep"`` (zero points in the ``Quant`` nodes).
+        weight_scales: ``"quant"`` (per-channel scales in the weight ``Quant`` nodes) or
+            ``"mul"`` (integer weights under a scale-1 ``Quant``, the scales as a ``Mul``
+            after the Conv / Gemm: hls4ml's QONNX frontend then fuses the weights as
+            fixed-point constants, see docs/hls4ml.md).
 
     Returns:
         ``(ModelWrapper, layers)``: the qonnx model and the quantised layer names in the order
@@ -88,18 +120,70 @@ def export_qonnx(
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
 
+    if zero_points not in ZERO_POINTS:
+        raise ExportError(
+            f"Unknown zero_points {zero_points!r}; choose one of {', '.join(ZERO_POINTS)}."
+        )
     input_shape = tuple(int(d) for d in input_shape)
     quant = read_quantization(model)
     order = execution_order(model, input_shape)
-    proto = to_onnx(export_copy(model, quant, _emit_quant), input_shape)
+    proto = to_onnx(export_copy(model, quant, _emit_quant, weight_scales), input_shape)
     wrapper = cleanup_model(ModelWrapper(proto))
     _check_structure(wrapper, order)
+    if zero_points == "extract":
+        wrapper = extract_zero_points(wrapper)
     wrapper.set_metadata_prop("kmtpe:layers", ",".join(order))
     wrapper.set_metadata_prop("kmtpe:bits", ",".join(str(q.bits) for q in _by(quant, order)))
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         wrapper.save(str(path))
     return wrapper, order
+
+
+def extract_zero_points(model: Any) -> Any:
+    """Rewrite each ``Quant(x, s, z, b)`` with ``z != 0`` as ``Add(x, z*s) -> Quant(x, s, 0, b)
+    -> Sub(z*s)`` (see the module docstring); other nodes are left as they are.
+
+    Returns:
+        The transformed ``ModelWrapper`` (shapes inferred, nodes sorted).
+    """
+    from onnx import helper
+    from qonnx.transformation.general import SortGraph
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    graph = model.graph
+    for node in list(graph.node):
+        if node.op_type != "Quant":
+            continue
+        zero = model.get_initializer(node.input[2])
+        scale = model.get_initializer(node.input[1])
+        if zero is None or scale is None or not np.any(zero != 0):
+            continue
+        offset = np.asarray(zero * scale, dtype=np.float32)
+        offset_name = model.make_new_valueinfo_name()
+        model.set_initializer(offset_name, offset)
+        zero_name = model.make_new_valueinfo_name()
+        model.set_initializer(zero_name, np.zeros_like(zero, dtype=np.float32))
+        shifted = model.make_new_valueinfo_name()
+        graph.node.append(helper.make_node("Add", [node.input[0], offset_name], [shifted]))
+        node.input[0] = shifted
+        node.input[2] = zero_name
+        quantised = model.make_new_valueinfo_name()
+        graph.node.append(helper.make_node("Sub", [quantised, offset_name], [node.output[0]]))
+        node.output[0] = quantised
+    return model.transform(SortGraph()).transform(InferShapes())
+
+
+def input_quant(model: Any, compute_node: Any) -> tuple[Any, float]:
+    """The ``Quant`` node feeding a compute node's input and its zero point: read from the
+    node, or, after :func:`extract_zero_points`, from the ``Sub`` that follows it."""
+    producer = model.find_producer(compute_node.input[0])
+    if producer is not None and producer.op_type == "Sub":
+        quant = model.find_producer(producer.input[0])
+        scale = np.asarray(model.get_initializer(quant.input[1]))
+        offset = np.asarray(model.get_initializer(producer.input[1]))
+        return quant, float(np.round(offset / scale))
+    return producer, float(model.get_initializer(producer.input[2]))
 
 
 def _by(quant: list[Any], order: list[str]) -> list[Any]:
@@ -134,19 +218,22 @@ def quant_bitwidths(model: Any, layers: list[str]) -> dict[str, np.ndarray]:
     """
     out: dict[str, list[float]] = {"input": [], "weight": []}
     for node in compute_nodes(model):
-        for i, role in ((0, "input"), (1, "weight")):
-            q = model.find_producer(node.input[i])
+        for role, q in (
+            ("input", input_quant(model, node)[0]),
+            ("weight", model.find_producer(node.input[1])),
+        ):
             out[role].append(float(model.get_initializer(q.input[3])))
     return {k: np.asarray(v) for k, v in out.items()}
 
 
 def quant_params(model: Any, layers: list[str]) -> dict[str, dict[str, Any]]:
-    """Per layer: the scale, zero point and bit-width arrays of its two ``Quant`` nodes."""
+    """Per layer: the scale, zero point and bit-width arrays of its two ``Quant`` nodes, and
+    the input's ``layer_zero_point`` (in the node, or extracted into Add / Sub)."""
     out: dict[str, dict[str, Any]] = {}
     for node, layer in zip(compute_nodes(model), layers):
         entry: dict[str, Any] = {}
-        for i, role in ((0, "input"), (1, "weight")):
-            q = model.find_producer(node.input[i])
+        act, layer_zero = input_quant(model, node)
+        for role, q in (("input", act), ("weight", model.find_producer(node.input[1]))):
             entry[role] = {
                 "scale": np.asarray(model.get_initializer(q.input[1])),
                 "zero_point": np.asarray(model.get_initializer(q.input[2])),
@@ -154,6 +241,8 @@ def quant_params(model: Any, layers: list[str]) -> dict[str, dict[str, Any]]:
                 "signed": _attr(q, "signed"),
                 "narrow": _attr(q, "narrow"),
             }
+            if role == "input":
+                entry[role]["layer_zero_point"] = layer_zero
             if role == "weight":
                 entry[role]["values"] = np.asarray(model.get_initializer(q.input[0]))
         entry["node"] = node.name

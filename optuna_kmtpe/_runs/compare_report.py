@@ -37,6 +37,7 @@ __all__ = ["write_summary"]
 _NUMBERS = (
     "size_mb",
     "speedup",
+    "ebops",
     "test_accuracy",
     "val_accuracy",
     "rescored_val_accuracy",
@@ -133,18 +134,20 @@ def _markdown(summary: dict[str, Any]) -> str:
         + (f" Training images: {s['training']}." if s.get("training") else ""),
         "",
         "| method | runs | test acc. % | val acc. % after final | val acc. % of the choice | "
-        "re-scored val % | size MB | speedup | search epochs | epochs to chosen | search s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "re-scored val % | size MB | speedup | EBOPs | search epochs | epochs to chosen | "
+        "search s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m, e in summary["methods"].items():
         size = f"{e['size_mb']:.5g}" if e["size_mb"] is not None else "n/a"
         speed = f"{e['speedup']:.2f}" if e["speedup"] is not None else "n/a"
+        ebops = f"{e['ebops']:.4g}" if e.get("ebops") is not None else "n/a"
         lines.append(
             f"| {m} | {len(e['seeds'])} | {_pct(e['test_accuracy'], e['test_accuracy_sd'])} | "
             f"{_pct(e['final_val_accuracy'], e['final_val_accuracy_sd'])} | "
             f"{_pct(e['val_accuracy'], e['val_accuracy_sd'])} | "
             f"{_pct(e['rescored_val_accuracy'], e['rescored_val_accuracy_sd'])} | "
-            f"{size} | {speed} | "
+            f"{size} | {speed} | {ebops} | "
             f"{_num(e['search_epochs'])} | {_num(e['epochs_to_chosen'])} | "
             f"{_num(e['search_seconds'])} |"
         )

@@ -48,6 +48,7 @@ from optuna_kmtpe._runs.search_run import resolve_config
 from optuna_kmtpe._runs.search_run import SearchConfig
 from optuna_kmtpe._runs.threads import set_threads
 from optuna_kmtpe._runs.zoo import base_model
+from optuna_kmtpe._runs.zoo import config_ebops
 from optuna_kmtpe._runs.zoo import COST_MODELS
 from optuna_kmtpe._runs.zoo import hessian_batches
 from optuna_kmtpe._runs.zoo import SearchError
@@ -111,6 +112,7 @@ class CompareConfig:
     size_limit_mb: float | None = None
     latency_limit_ms: float | None = None
     min_speedup: float | None = None
+    ebops: float | None = None
     cost_model: str = "memory"
     rescore: int = 5
     rescore_repeats: int = 2
@@ -222,6 +224,7 @@ def run_compare(
                 record = _baseline_record(baselines[method])
             else:
                 record = _search_record(search, cfg, method, seed, out)
+            record["ebops"] = config_ebops(search.cost_model, record["bits"], record["widths"])
             net = search.build(record["params"])
             final_train(net, epochs=int(search_cfg.final_epochs or 0), seed=seed)
             record.update(
@@ -283,6 +286,7 @@ def _check(config: CompareConfig) -> SearchConfig:
             size_limit_mb=config.size_limit_mb,
             latency_limit_ms=config.latency_limit_ms,
             min_speedup=config.min_speedup,
+            ebops=config.ebops,
             out=config.out,
             device=config.device,
             cost_model=config.cost_model,
@@ -292,7 +296,12 @@ def _check(config: CompareConfig) -> SearchConfig:
 
 
 def _size_from_bits(cfg: CompareConfig) -> bool:
-    return cfg.size_limit_mb is None and cfg.latency_limit_ms is None and cfg.min_speedup is None
+    return (
+        cfg.size_limit_mb is None
+        and cfg.latency_limit_ms is None
+        and cfg.min_speedup is None
+        and cfg.ebops is None
+    )
 
 
 def _limits(cfg: CompareConfig, model: str, num_classes: int) -> HardwareLimits:
@@ -308,6 +317,7 @@ def _limits(cfg: CompareConfig, model: str, num_classes: int) -> HardwareLimits:
             cost.baseline().size_mb * cfg.avg_bits / 16.0,
             f"{cfg.avg_bits:g} bits per weight, width 1",
         ),
+        ebops=cfg.ebops,
     )
 
 

@@ -51,6 +51,7 @@ from optuna_kmtpe._logging import get_logger
 from optuna_kmtpe._runs.threads import set_threads
 from optuna_kmtpe._runs.zoo import base_model
 from optuna_kmtpe._runs.zoo import check_input_shape
+from optuna_kmtpe._runs.zoo import config_ebops
 from optuna_kmtpe._runs.zoo import COST_MODEL_NOTES
 from optuna_kmtpe._runs.zoo import COST_MODELS
 from optuna_kmtpe._runs.zoo import default_epochs
@@ -154,6 +155,7 @@ class SearchConfig:
     size_limit_mb: float | None = None
     latency_limit_ms: float | None = None
     min_speedup: float | None = None
+    ebops: float | None = None
     no_limits: bool = False
     train_infeasible: bool = False
     n_clusters: int = 4
@@ -233,6 +235,7 @@ class SearchResult:
     speedup: float | None = None
     latency_ms: float | None = None
     energy_mj: float | None = None
+    ebops: float | None = None
     feasible: bool = False
     trial: int | None = None
     files: dict[str, str] = field(default_factory=dict)
@@ -530,7 +533,7 @@ def resolve_config(config: SearchConfig) -> SearchConfig:
         raise SearchError(f"`threads` must be a positive integer, got {config.threads!r}.")
     if config.startup < 0:
         raise SearchError(f"`startup` must be >= 0, got {config.startup}.")
-    for name in ("size_limit_mb", "latency_limit_ms", "min_speedup"):
+    for name in ("size_limit_mb", "latency_limit_ms", "min_speedup", "ebops"):
         value = getattr(config, name)
         if value is not None and not (math.isfinite(value) and value > 0):
             raise SearchError(f"`{name.replace('_', '-')}` must be > 0, got {value!r}.")
@@ -562,6 +565,7 @@ def _limits(config: SearchConfig, cost: DSPPackingModel) -> HardwareLimits:
             cost.evaluate(4).size_mb,
             "the model at 4 bits, width 1; --no-limits searches for accuracy alone",
         ),
+        ebops=config.ebops,
     )
 
 
@@ -643,6 +647,9 @@ def _finish(
     res.rescoring = best.rescoring
     res.size_mb, res.speedup = best.size_mb, best.speedup
     res.latency_ms, res.energy_mj = best.latency_ms, best.energy_mj
+    res.ebops = config_ebops(
+        search.cost_model, list(best.bits.values()), list(best.widths.values())
+    )
     out = Path(res.out)
     atomic_write(
         out / "best_config.json",
@@ -661,6 +668,7 @@ def _finish(
                 "size_mb": res.size_mb,
                 "speedup": res.speedup,
                 "latency_ms": res.latency_ms,
+                "ebops": res.ebops,
             },
             f,
             indent=2,
@@ -734,6 +742,10 @@ def summary_text(r: SearchResult) -> str:
             f" ({r.cost_model}-bound cost model, --cost-model)",
         ]
         lines += _rescoring_lines(r)
+        if r.ebops is not None:
+            lines.append(
+                f"  EBOPs       {r.ebops:.4g} (weight bits x input bits per MAC, HGQ's measure)"
+            )
         if r.message:
             lines.append(f"  note        {r.message}")
     lines.append(f"  files       {r.out}/ ({', '.join(sorted(r.files))})")

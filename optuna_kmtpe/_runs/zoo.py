@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 import itertools
 from pathlib import Path
@@ -26,6 +27,7 @@ from optuna_kmtpe._compress.limits import HardwareLimits
 from optuna_kmtpe._logging import get_logger
 from optuna_kmtpe._search.checkpoint import load_checkpoint
 from optuna_kmtpe._search.checkpoint import save_checkpoint
+from optuna_kmtpe._search.objective import FLOAT_COST_BITS
 from optuna_kmtpe._zoo import train as _train
 from optuna_kmtpe._zoo.data import DataSplits
 from optuna_kmtpe._zoo.models import build_model
@@ -133,10 +135,12 @@ def zoo_limits(
     latency_ms: float | None,
     min_speedup: float | None,
     default_size: Callable[[], tuple[float, str]] | None,
+    ebops: float | None = None,
 ) -> HardwareLimits:
     """HardwareLimits from the options (logged); ``min_speedup`` becomes a latency limit.
 
-    ``default_size`` gives (size limit, why) when no limit is given; None: no default.
+    ``default_size`` gives (size limit, why) when no limit is given (an EBOPs limit is one);
+    None: no default.
     """
     notes = []
     if min_speedup is not None:
@@ -146,12 +150,20 @@ def zoo_limits(
             f"--min-speedup {min_speedup:g} = latency <= {from_speedup:.6g} ms "
             "(FiP16 baseline latency / speedup)"
         )
-    if size_mb is None and latency_ms is None and default_size is not None:
+    if size_mb is None and latency_ms is None and ebops is None and default_size is not None:
         size_mb, why = default_size()
         notes.append(f"no limit given: size <= {size_mb:.6g} MB ({why})")
     if notes:
         _logger.info(f"limits: {'; '.join(notes)}")
-    return HardwareLimits(size_mb=size_mb, latency_ms=latency_ms)
+    return HardwareLimits(size_mb=size_mb, latency_ms=latency_ms, ebops=ebops)
+
+
+def config_ebops(
+    cost: DSPPackingModel, bits: Sequence[int | None], widths: Sequence[float]
+) -> float:
+    """EBOPs of a configuration's per-layer bits (``None``: float, priced as the objective
+    does) and widths on ``cost``."""
+    return cost.evaluate([FLOAT_COST_BITS if b is None else int(b) for b in bits], widths).ebops
 
 
 def hessian_batches(

@@ -1,6 +1,8 @@
 """Share of trials that trained a feasible configuration under the former behaviour (paper
 space, no warm start, penalty) where ``kmtpe compare`` stops because no trial met the limits.
 Same data, base model, limits, sampler, trials and seeds as run.sh; no final training.
+It ran on commit 0ad7f45 (before ``kmtpe search`` / ``compare``'s code moved from
+``optuna_kmtpe._commands`` to ``optuna_kmtpe._runs``); check that commit out to re-run it.
 
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/results/space-repair/before_share.py \
         DATASET CHECKPOINT SIZE_LIMIT_MB MIN_SPEEDUP [METHODS [SEEDS]]
