@@ -11,8 +11,9 @@ p < 0.01, at each checkpoint), mean ranks, the per-task median regret and raw ob
 distinct configurations and sampler seconds per trial; writes one convergence figure per
 suite.
 
-    python benchmarks/tabular_report.py benchmarks/results/bench-tabular-* \
-        --figures docs/results/figures-tabular > docs/results/tabular_tables.md
+    python benchmarks/tabular_report.py benchmarks/results/bench-tabular-{hpolib,hpobench,nb201} \
+        benchmarks/results/bench-tabular-hpobench-desc --figures docs/results/figures-tabular \
+        --peers benchmarks/results/bench-tabular-{catcmawm,gp} > docs/results/tabular_tables.md
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def with_regret(frame: pd.DataFrame) -> pd.DataFrame:
 
 def complete_seeds(frame: pd.DataFrame) -> pd.DataFrame:
     """The studies of the seeds that every sampler of the task finished (equal samples)."""
+    size = frame.groupby(["task", "sampler", "seed"])["trial"].transform("size")
+    frame = frame[size == frame.groupby("task")["trial"].transform("max")]
     counts = frame.groupby(["task", "seed"])["sampler"].nunique()
     samplers = frame.groupby("task")["sampler"].nunique()
     keep = {(t, s) for (t, s), n in counts.items() if n == samplers[t]}
@@ -86,14 +89,14 @@ def _checkpoints(frame: pd.DataFrame) -> list[int]:
     return [c for c in CHECKPOINTS if c <= int(frame["trial"].max())]
 
 
-def win_tie_loss(frame: pd.DataFrame) -> str:
+def win_tie_loss(frame: pd.DataFrame, references: tuple[str, ...] = REFERENCES) -> str:
     """Per suite, reference and checkpoint: the default's wins / ties / losses over the
     suite's tasks at p < 0.05 and p < 0.01."""
     checkpoints = _checkpoints(frame)
     rows = []
     for suite in tabular.SUITES:
         sub = frame[frame["task"].map(_suite) == suite]
-        for reference in [r for r in REFERENCES if r in set(sub["sampler"])]:
+        for reference in [r for r in references if r in set(sub["sampler"])]:
             tests = rank_tests(sub, DEFAULT, reference, checkpoints, sign=1.0)
             row: dict[str, object] = {"suite": suite, "vs": reference}
             for checkpoint in checkpoints:
@@ -216,6 +219,32 @@ def _linthresh(sub: pd.DataFrame) -> float:
     return float(positive.quantile(0.05)) if len(positive) else 1.0
 
 
+def with_peer(main: pd.DataFrame, peer: pd.DataFrame) -> pd.DataFrame:
+    """``peer``'s studies next to ``main``'s studies of the same (task, seed), cut to the
+    peer run's trial count; samplers the peer run has itself are taken from it only."""
+    own = set(peer["sampler"])
+    studies = set(zip(peer["task"], peer["seed"]))
+    same = np.array([(t, s) in studies for t, s in zip(main["task"], main["seed"])], dtype=bool)
+    keep = main[same & ~main["sampler"].isin(own) & (main["trial"] <= int(peer["trial"].max()))]
+    return pd.concat([peer, keep], ignore_index=True)
+
+
+def peer_section(main: pd.DataFrame, folder: Path) -> None:
+    """The tables of a separate, smaller run of peer samplers (fewer seeds or trials)."""
+    peer = _trials(folder)
+    frame = with_regret(complete_seeds(with_peer(main, peer)))
+    samplers = ", ".join(sorted(set(peer["sampler"])))
+    seeds = frame.groupby("task")["seed"].nunique()
+    print(
+        f"\n### Peers: {samplers} ({folder.name}: {seeds.min()}-{seeds.max()} seeds, "
+        f"{int(frame['trial'].max())} trials, {frame['task'].nunique()} tasks)\n"
+    )
+    peers = tuple(s for s in _samplers(peer) if s != DEFAULT)
+    print(win_tie_loss(frame, REFERENCES + peers))
+    print("\n" + mean_ranks(frame))
+    print("\n" + distinct_and_time(frame))
+
+
 def _trials(folder: Path) -> pd.DataFrame:
     """``trials.csv`` of a results folder, or the committed ``trials.csv.gz``."""
     path = folder / "trials.csv"
@@ -226,8 +255,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("results", type=Path, nargs="+")
     parser.add_argument("--figures", type=Path, help="folder for the convergence figures")
+    parser.add_argument(
+        "--peers", type=Path, nargs="*", default=[], help="runs of peer samplers, fewer seeds"
+    )
     args = parser.parse_args()
     raw = pd.concat([_trials(folder) for folder in args.results], ignore_index=True)
+    # Runs split by seed ranges may overlap at the seam: a study is deterministic, keep one.
+    raw = raw.drop_duplicates(["task", "sampler", "seed", "trial"])
     frame = with_regret(complete_seeds(raw))
     print("### Default against TPE and TPE + FAQ de-duplication\n")
     print(
@@ -244,6 +278,8 @@ def main() -> None:
     if args.figures is not None:
         for suite in tabular.SUITES:
             convergence_figure(frame, suite, args.figures / f"convergence-{suite}.png")
+    for folder in args.peers:
+        peer_section(raw, folder)
     print()
 
 
