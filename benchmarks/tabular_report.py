@@ -11,9 +11,12 @@ p < 0.01, at each checkpoint), mean ranks, the per-task median regret and raw ob
 distinct configurations and sampler seconds per trial; writes one convergence figure per
 suite.
 
-    python benchmarks/tabular_report.py benchmarks/results/bench-tabular-{hpolib,hpobench,nb201} \
-        benchmarks/results/bench-tabular-hpobench-desc --figures docs/results/figures-tabular \
+    python benchmarks/tabular_report.py \
+        benchmarks/results/bench-tabular-{hpolib,hpolib-desc,hpobench,hpobench-desc,nb201} \
+        --figures docs/results/figures-tabular \
         --peers benchmarks/results/bench-tabular-{catcmawm,gp} > docs/results/tabular_tables.md
+
+(benchmarks/results/bench-tabular-COMMANDS.md has the runs.)
 """
 
 from __future__ import annotations
@@ -236,10 +239,10 @@ def peer_section(main: pd.DataFrame, folder: Path) -> None:
     samplers = ", ".join(sorted(set(peer["sampler"])))
     seeds = frame.groupby("task")["seed"].nunique()
     print(
-        f"\n### Peers: {samplers} ({folder.name}: {seeds.min()}-{seeds.max()} seeds, "
+        f"\n### Peers: {samplers} ({folder.name}: {seeds.min()} to {seeds.max()} seeds, "
         f"{int(frame['trial'].max())} trials, {frame['task'].nunique()} tasks)\n"
     )
-    peers = tuple(s for s in _samplers(peer) if s != DEFAULT)
+    peers = tuple(s for s in _samplers(peer) if s != DEFAULT and s not in REFERENCES)
     print(win_tie_loss(frame, REFERENCES + peers))
     print("\n" + mean_ranks(frame))
     print("\n" + distinct_and_time(frame))
