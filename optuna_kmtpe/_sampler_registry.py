@@ -56,6 +56,8 @@ SAMPLERS: dict[str, Callable[[int, int], BaseSampler]] = {
 }
 # Samplers whose comparison includes a change to the objective, as a user would write it.
 OBJECTIVE_RECIPES = ("tpe-dedup",)
+# The samplers `kmtpe search` / `kmtpe compare` offer: those that need no objective recipe.
+SEARCH_SAMPLERS = tuple(name for name in SAMPLERS if name not in OBJECTIVE_RECIPES)
 
 
 def make_sampler(name: str, seed: int, n_startup_trials: int) -> BaseSampler:

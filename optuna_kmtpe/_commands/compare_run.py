@@ -52,7 +52,7 @@ from optuna_kmtpe._compress.limits import HardwareLimits
 from optuna_kmtpe._compress.loops import pick_device
 from optuna_kmtpe._logging import get_logger
 from optuna_kmtpe._sampler_registry import make_sampler
-from optuna_kmtpe._sampler_registry import SAMPLERS
+from optuna_kmtpe._sampler_registry import SEARCH_SAMPLERS
 from optuna_kmtpe._search.api import MixedPrecisionSearch
 from optuna_kmtpe._search.baselines import BASELINES
 from optuna_kmtpe._search.checkpoint import atomic_write
@@ -69,7 +69,7 @@ from optuna_kmtpe._zoo.models import input_shape as zoo_input_shape
 
 __all__ = ["METHODS", "CompareConfig", "run_compare"]
 
-METHODS = (*BASELINES, *SAMPLERS)
+METHODS = (*BASELINES, *SEARCH_SAMPLERS)
 _logger = get_logger(__name__)
 
 

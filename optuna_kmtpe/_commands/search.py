@@ -18,11 +18,11 @@ import sys
 from typing import Any
 
 from optuna_kmtpe._compress.limits import OBJECTIVES
-from optuna_kmtpe._sampler_registry import SAMPLERS as _SAMPLER_FACTORIES
+from optuna_kmtpe._sampler_registry import SEARCH_SAMPLERS
 from optuna_kmtpe._search.pruning import PRUNERS
 
 
-SAMPLERS = tuple(_SAMPLER_FACTORIES)
+SAMPLERS = SEARCH_SAMPLERS
 
 
 def register(subparsers: Any) -> None:

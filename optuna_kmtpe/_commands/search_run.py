@@ -51,7 +51,7 @@ from optuna_kmtpe._compress.loops import pick_device
 from optuna_kmtpe._compress.search_space import MixedPrecisionSpace
 from optuna_kmtpe._logging import get_logger
 from optuna_kmtpe._sampler_registry import make_sampler
-from optuna_kmtpe._sampler_registry import SAMPLERS as SAMPLER_FACTORIES
+from optuna_kmtpe._sampler_registry import SEARCH_SAMPLERS
 from optuna_kmtpe._search.api import BestConfiguration
 from optuna_kmtpe._search.api import MixedPrecisionSearch
 from optuna_kmtpe._search.checkpoint import atomic_write
@@ -94,7 +94,7 @@ __all__ = [
     "summary_text",
 ]
 
-SAMPLERS = tuple(SAMPLER_FACTORIES)
+SAMPLERS = SEARCH_SAMPLERS
 _logger = get_logger(__name__)
 
 
