@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Iterable
+from typing import Any
 
 import optuna
 from optuna.samplers import BaseSampler
@@ -16,6 +17,14 @@ def _hyperopt(seed: int, startup: int) -> BaseSampler:
     from optuna_kmtpe._bench.hyperopt_sampler import HyperoptSampler
 
     return HyperoptSampler(seed=seed, n_startup_trials=startup)
+
+
+def _catcmawm(seed: int, startup: int) -> BaseSampler:
+    # Imported on use: cmaes is an optional dependency (the `peers` extra). CMA-ES starts
+    # from its own initial distribution: no random startup trials.
+    from optuna_kmtpe._bench.catcmawm_sampler import CatCMAwMSampler
+
+    return CatCMAwMSampler(seed=seed)
 
 
 SAMPLERS: dict[str, Callable[[int, int], BaseSampler]] = {
@@ -37,7 +46,18 @@ SAMPLERS: dict[str, Callable[[int, int], BaseSampler]] = {
     # Peers: hyperopt's TPE (the paper's comparator) and Optuna's Gaussian-process BO.
     "hyperopt": _hyperopt,
     "gp": lambda seed, startup: optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup),
+    # The cmaes package's CMA-ES for mixed continuous / integer / categorical spaces.
+    "catcmawm": _catcmawm,
+    # TPESampler() plus Optuna's FAQ recipe in the objective (returns an earlier trial's value
+    # for a repeat); only `kmtpe bench` applies the recipe (see objective_recipe).
+    "tpe-dedup": lambda seed, startup: optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=startup
+    ),
 }
+# Samplers whose comparison includes a change to the objective, as a user would write it.
+OBJECTIVE_RECIPES = ("tpe-dedup",)
+# The samplers `kmtpe search` / `kmtpe compare` offer: those that need no objective recipe.
+SEARCH_SAMPLERS = tuple(name for name in SAMPLERS if name not in OBJECTIVE_RECIPES)
 
 
 def make_sampler(name: str, seed: int, n_startup_trials: int) -> BaseSampler:
@@ -49,6 +69,21 @@ def make_sampler(name: str, seed: int, n_startup_trials: int) -> BaseSampler:
             f"Unknown sampler {name!r}. Known samplers: {', '.join(SAMPLERS)}."
         ) from None
     return factory(seed, n_startup_trials)
+
+
+def objective_recipe(name: str) -> Callable[[Any], Any]:
+    """What ``kmtpe bench`` does to a task's objective for sampler ``name``: Optuna's FAQ
+    de-duplication recipe for ``tpe-dedup``, nothing for the others.
+
+    Example:
+        >>> objective_recipe("tpe")(len)("abc")
+        3
+    """
+    if name == "tpe-dedup":
+        from optuna_kmtpe._bench.dedup import reuse_earlier_value
+
+        return reuse_earlier_value
+    return lambda objective: objective
 
 
 def in_registry_order(names: Iterable[str]) -> list[str]:

@@ -141,7 +141,7 @@ def test_every_registered_sampler_runs_and_model_based_ones_share_the_startup_tr
     startup = values["tpe"][:4].tolist()
     for name, v in values.items():
         assert len(v) == 8 and v.notna().all(), name
-        if name != "random":
+        if name not in ("random", "catcmawm"):  # CMA-ES has no random startup trials
             assert v[:4].tolist() == startup, name
 
 

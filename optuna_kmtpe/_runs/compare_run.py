@@ -56,7 +56,7 @@ from optuna_kmtpe._runs.zoo import zoo_limits
 from optuna_kmtpe._runs.zoo import ZooEvaluator
 from optuna_kmtpe._runs.zoo import ZooTrainer
 from optuna_kmtpe._sampler_registry import make_sampler
-from optuna_kmtpe._sampler_registry import SAMPLERS
+from optuna_kmtpe._sampler_registry import SEARCH_SAMPLERS
 from optuna_kmtpe._search.api import MixedPrecisionSearch
 from optuna_kmtpe._search.baselines import BASELINES
 from optuna_kmtpe._search.checkpoint import atomic_write
@@ -76,7 +76,7 @@ from optuna_kmtpe._zoo.models import input_shape as zoo_input_shape
 
 __all__ = ["METHODS", "CompareConfig", "run_compare"]
 
-METHODS = (*BASELINES, *SAMPLERS)
+METHODS = (*BASELINES, *SEARCH_SAMPLERS)
 _logger = get_logger(__name__)
 
 

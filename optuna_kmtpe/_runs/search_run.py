@@ -61,7 +61,7 @@ from optuna_kmtpe._runs.zoo import zoo_limits
 from optuna_kmtpe._runs.zoo import ZooEvaluator
 from optuna_kmtpe._runs.zoo import ZooTrainer
 from optuna_kmtpe._sampler_registry import make_sampler
-from optuna_kmtpe._sampler_registry import SAMPLERS as SAMPLER_FACTORIES
+from optuna_kmtpe._sampler_registry import SEARCH_SAMPLERS
 from optuna_kmtpe._search.api import BestConfiguration
 from optuna_kmtpe._search.api import MixedPrecisionSearch
 from optuna_kmtpe._search.checkpoint import atomic_write
@@ -105,7 +105,7 @@ __all__ = [
     "summary_text",
 ]
 
-SAMPLERS = tuple(SAMPLER_FACTORIES)
+SAMPLERS = SEARCH_SAMPLERS
 _logger = get_logger(__name__)
 
 

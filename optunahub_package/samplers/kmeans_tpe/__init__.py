@@ -1,0 +1,4 @@
+from optuna_kmtpe import KMeansTPESampler
+
+
+__all__ = ["KMeansTPESampler"]
