@@ -1,6 +1,7 @@
 """The names the command line offers, without importing optuna, numpy or torch, so that a
 usage error answers at once. ``tests/test_cli_errors.py`` checks them against their sources:
-:data:`optuna_kmtpe._sampler_registry.SEARCH_SAMPLERS`, :data:`optuna_kmtpe._compress.limits.OBJECTIVES`,
+:data:`optuna_kmtpe._sampler_registry.SEARCH_SAMPLERS`,
+:data:`optuna_kmtpe._compress.limits.OBJECTIVES`,
 :mod:`optuna_kmtpe._search.pruning`, the space rules of
 :data:`optuna_kmtpe._compress.search_space.SPACE_RULES` (less the API's ``"given"``),
 :data:`optuna_kmtpe._search.repair.INFEASIBLE_MODES` and
