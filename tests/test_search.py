@@ -22,6 +22,7 @@ from optuna_kmtpe._runs.search_run import run_search
 from optuna_kmtpe._runs.search_run import SearchConfig
 from optuna_kmtpe._runs.search_run import SearchError
 from optuna_kmtpe._runs.search_run import summary_text
+from optuna_kmtpe._search.objective import trained_params
 from optuna_kmtpe._zoo.models import zoo_cost_model
 from optuna_kmtpe.cli import main
 from tests._logs import captured_logs
@@ -348,21 +349,26 @@ def test_rescoring_is_saved_printed_and_reported(tmp_path: Path) -> None:
     result = run_search(_tiny(tmp_path, rescore=3, rescore_repeats=2, final_epochs=0))
     saved = json.loads((tmp_path / "result.json").read_text())["rescoring"]
     assert saved == json.loads((tmp_path / "best_config.json").read_text())["rescoring"]
-    assert 1 <= len(saved) <= 3
+    assert 1 <= len(saved) <= 3 + 1  # the best 3, and the fastest warm-start configuration
     study = _study(tmp_path, "kmtpe-small_cnn-digits")
     for c in saved:
         t = study.trials[c["trial"]]
-        assert c["params"] == t.params
+        assert c["params"] == trained_params(t)
         assert c["bits"] == dict(zip(result.layers, t.user_attrs["bits"]))
         assert c["widths"] == dict(zip(result.layers, t.user_attrs["widths"]))
         assert len(c["scores"]) == 3 and c["scores"][0] == t.user_attrs["accuracy"]
         assert c["mean"] == pytest.approx(np.mean(c["scores"]))
         assert c["sd"] == pytest.approx(np.std(c["scores"], ddof=1))
     means = [c["mean"] for c in saved]
-    assert means == sorted(means, reverse=True) and saved[0]["trial"] == result.trial
-    assert result.rescored_val_accuracy == saved[0]["mean"]
+    assert means == sorted(means, reverse=True)
+    chosen = next(c for c in saved if c["trial"] == result.trial)
+    assert result.rescored_val_accuracy == chosen["mean"]
+    # speed-band (the default): the fastest configuration within the band of the best mean.
+    within = [c for c in saved if c["mean"] >= saved[0]["mean"] - result.tie_band - 1e-12]
+    assert chosen["speedup"] == max(c["speedup"] for c in within)
     text = summary_text(result)
-    assert f"* trial {result.trial:<4} mean {saved[0]['mean']:.4f}" in text
+    assert f"* trial {result.trial:<4} mean {chosen['mean']:.4f}" in text
+    assert f"chosen: the fastest within {result.tie_band:.4f} of the best mean" in text
     for layer, bits in zip(result.layers, result.bits or []):
         assert re.search(rf"^ +{layer} +{bits} +", text, re.M), layer
     report = (tmp_path / "report.html").read_text()

@@ -230,6 +230,9 @@ class SearchResult:
     rescored_val_accuracy: float | None = None
     # What decided the choice: every re-scored configuration, best mean first.
     rescoring: list[dict[str, Any]] = field(default_factory=list)
+    # The rule that chose among them (``--choice-rule``) and its score band.
+    choice_rule: str = "score"
+    tie_band: float = 0.0
     test_accuracy: float | None = None
     size_mb: float | None = None
     speedup: float | None = None
@@ -438,6 +441,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
         final_epochs=int(cfg.final_epochs or 0),
         sampler=cfg.sampler,
         objective=cfg.objective,
+        choice_rule=cfg.choice_rule,
         cost_model=cfg.cost_model,
         storage=storage_url,
         study_name=study_name,
@@ -645,6 +649,7 @@ def _finish(
     res.val_accuracy = best.accuracy
     res.rescored_val_accuracy = best.rescored_accuracy
     res.rescoring = best.rescoring
+    res.tie_band = best.tie_band
     res.size_mb, res.speedup = best.size_mb, best.speedup
     res.latency_ms, res.energy_mj = best.latency_ms, best.energy_mj
     res.ebops = config_ebops(
@@ -767,9 +772,14 @@ def _rescoring_lines(r: SearchResult) -> list[str]:
     if not r.rescoring:
         return []
     n = len(r.rescoring[0]["scores"])
+    rule = (
+        f"the fastest within {r.tie_band:.4f} of the best mean (--choice-rule speed-band)"
+        if r.choice_rule == "speed-band"
+        else "the best mean (--choice-rule score)"
+    )
     lines = [
-        f"  re-scoring  the best {len(r.rescoring)} configurations, each trained {n} times "
-        "(the trial + fresh seeds); chosen: the best mean"
+        f"  re-scoring  {len(r.rescoring)} configurations, each trained {n} times "
+        f"(the trial + fresh seeds); chosen: {rule}"
     ]
     for c in r.rescoring:
         mark = "*" if c["trial"] == r.trial else " "
