@@ -79,3 +79,20 @@ def test_tiling_loss_benchmark() -> None:
     assert "| resnet20 | Table IV (19 insertions: min-max) | 5.95x-7.39x | 8.04x-9.84x" in out
     assert "Loss over the width-scaled uniform rows (width != 1): 6.0%-29.2%" in out
     assert "0.0495-0.0651 MB over the 20 insertions (median 0.0521 MB)" in out
+
+
+def test_proxy_rank_benchmark(tmp_path: Path) -> None:
+    out = _run(
+        "benchmarks/proxy_rank.py",
+        *("--dataset", "digits", "--configs", "3", "--epochs", "1", "--final-epochs", "1"),
+        *("--base-epochs", "1", "--bn-batches", "2", "--out", str(tmp_path)),
+    )
+    assert sorted(p.name for p in (tmp_path / "configs").iterdir()) == [
+        "000.json",
+        "001.json",
+        "002.json",
+    ]
+    summary = (tmp_path / "summary.md").read_text()
+    for proxy in ("plain", "plain-mean", "kd", "bn", "long", "final_val"):
+        assert f"| {proxy} |" in summary
+    assert '"plain"' in out
