@@ -58,6 +58,7 @@ from optuna_kmtpe._zoo import train as zoo_train
 from optuna_kmtpe._zoo.catalog import DATASETS
 from optuna_kmtpe._zoo.data import DataSplits
 from optuna_kmtpe._zoo.data import load_dataset
+from optuna_kmtpe._zoo.data import train_subset
 from optuna_kmtpe._zoo.models import build_model
 
 
@@ -185,7 +186,13 @@ def measure(
     conf: dict[str, Any],
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """Every proxy score and the final test accuracy of one configuration."""
+    """Every proxy score and the final test accuracy of one configuration.
+
+    The proxies train on ``args.trial_subset`` training images (all when 0), as a
+    search's trials do; the final training uses all of them.
+    """
+    full = data
+    data = train_subset(full, args.trial_subset or None, 0)
     t0 = time.perf_counter()
     rec: dict[str, Any] = dict(conf)
 
@@ -218,14 +225,14 @@ def measure(
     net = _build(search, conf)
     zoo_train.train(
         net,
-        data,
+        full,
         epochs=args.final_epochs,
         max_lr=args.final_lr,
         batch_size=args.batch_size,
         seed=0,
     )
-    rec["final_val"] = zoo_train.evaluate(net, data, "val")
-    rec["test"] = zoo_train.evaluate(net, data, "test")
+    rec["final_val"] = zoo_train.evaluate(net, full, "val")
+    rec["test"] = zoo_train.evaluate(net, full, "test")
     rec["seconds"] = time.perf_counter() - t0
     return rec
 
@@ -288,6 +295,13 @@ def main() -> None:
     p.add_argument("--final-lr", type=float, default=0.01)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--bn-batches", type=int, default=50)
+    p.add_argument(
+        "--trial-subset",
+        type=int,
+        default=0,
+        help="the proxies train on a fixed subset of N training images (0: all), as "
+        "kmtpe compare --trial-subset; the final training uses all",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--shard", default="0/1", help="i/n: measure every n-th configuration")
     p.add_argument("--out", default="kmtpe_runs/proxy-rank")
@@ -333,6 +347,8 @@ def main() -> None:
         "limits": {"size_mb": size, "avg_bits": args.avg_bits},
         "epochs": args.epochs,
         "final_epochs": args.final_epochs,
+        "trial_train_images": len(train_subset(data, args.trial_subset or None, 0).train[1]),
+        "final_train_images": len(data.train[1]),
         "lr": args.lr,
         "final_lr": args.final_lr,
         "base_test": zoo_train.evaluate(base, data, "test"),

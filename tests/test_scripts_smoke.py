@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 import subprocess
@@ -85,7 +86,8 @@ def test_proxy_rank_benchmark(tmp_path: Path) -> None:
     out = _run(
         "benchmarks/proxy_rank.py",
         *("--dataset", "digits", "--configs", "3", "--epochs", "1", "--final-epochs", "1"),
-        *("--base-epochs", "1", "--bn-batches", "2", "--out", str(tmp_path)),
+        *("--base-epochs", "1", "--bn-batches", "2", "--trial-subset", "200"),
+        *("--out", str(tmp_path)),
     )
     assert sorted(p.name for p in (tmp_path / "configs").iterdir()) == [
         "000.json",
@@ -96,3 +98,5 @@ def test_proxy_rank_benchmark(tmp_path: Path) -> None:
     for proxy in ("plain", "plain-mean", "kd", "bn", "long", "final_val"):
         assert f"| {proxy} |" in summary
     assert '"plain"' in out
+    setting = json.loads((tmp_path / "summary.json").read_text())["setting"]
+    assert (setting["trial_train_images"], setting["final_train_images"]) == (200, 1149)
