@@ -345,3 +345,22 @@ def test_cli_exports_a_run_dir(cases: dict[str, Case], tmp_path: Path) -> None:
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     assert "compute-bound" in summary["cost_model"]
     assert any("--cost-model compute" in n for n in summary["notes"])
+
+
+def test_cli_exports_a_pixel_input(cases: dict[str, Case], tmp_path: Path) -> None:
+    import json
+
+    from optuna_kmtpe._search.checkpoint import save_checkpoint
+    from optuna_kmtpe.cli import main
+
+    run = tmp_path / "run"
+    meta = {"model": "small_cnn", "dataset": "digits", "num_classes": 10}
+    meta.update(bits=SMALL_BITS, widths=SMALL_WIDTHS)
+    save_checkpoint(cases["small_cnn"].model, run / "final_model.pt", meta=meta)
+    out = tmp_path / "p.qonnx.onnx"
+    argv = ["export", str(run), "--out", str(out), "--input", "pixels", "--limit", "60"]
+    assert main([*argv, "--format", "qonnx"]) == 0
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["check"]["passed"] and summary["check"]["argmax_agree"] == 60
+    assert any("raw pixels (datatype UINT8)" in n for n in summary["notes"])
+    assert main([*argv, "--format", "qcdq"]) == 2
