@@ -22,6 +22,11 @@ moved out (qonnx's transformation also moves every scale, weights included); the
 arithmetic is unchanged up to float rounding of ``x/s + z`` (the execution check covers it).
 ``zero_points="keep"`` writes the zero point into the ``Quant`` node.
 
+A ``Relu`` whose output feeds an activation ``Quant`` and something else (a residual shortcut)
+is duplicated, one per consumer (:func:`own_relu_per_quant`; FINN deletes the ``Relu`` in front
+of a ``Quant``). With ``pixels`` (:class:`~optuna_kmtpe._export._pixels.PixelInput`) the graph
+input is the raw pixels behind an unsigned 8-bit ``Quant``, normalised in the graph.
+
 BatchNorm is **kept** as ``BatchNormalization`` after the Conv: folding it would change the
 weight scales (``s_c * gamma_c / sigma_c``), so the graph would no longer carry the scales the
 model was trained with; FINN's streamlining (``BatchNormToAffine`` and absorption into
