@@ -2,11 +2,12 @@
 
 For each ``<name>.onnx`` / ``<name>.npz`` pair written by ``benchmarks/toolchain_models.py``:
 FINN's tidy-up, ``ConvertQONNXtoFINN`` (Quant -> MultiThreshold / integer weights) and
-``Streamline``, then FINN's Python execution (``finn.core.onnx_exec.execute_onnx``, one image
-at a time) of the last graph that FINN produced (the streamlined one, or the converted one when
-streamlining fails) on the test split, compared with PyTorch's logits (argmax agreement, max
-|logit difference|). A stage that raises is recorded with its error. Prints and writes one
-JSON.
+``Streamline``, then FINN's Python execution (``finn.core.onnx_exec.execute_onnx``,
+``--batch`` images per call, the batch size set with qonnx's ``ChangeBatchSize``) of the last
+graph that FINN produced (the streamlined one, or the converted one when streamlining fails)
+on the test split, compared with PyTorch's logits (argmax agreement, max |logit difference|).
+Per stage it records the graph input's datatype and any tensor that a node reads but no node
+writes. A stage that raises is recorded with its error. Prints and writes one JSON.
 
 Usage (see benchmarks/finn_check.sh)::
 
@@ -38,15 +39,25 @@ def _tidy(model: Any) -> Any:
     return model.transform(InferDataTypes())
 
 
-def _run(model: Any, x: np.ndarray) -> np.ndarray:
+def _run(model: Any, x: np.ndarray, batch: int) -> np.ndarray:
     from finn.core.onnx_exec import execute_onnx
+    from qonnx.transformation.change_batchsize import ChangeBatchSize
+    from qonnx.transformation.infer_shapes import InferShapes
 
-    name_in, name_out = model.graph.input[0].name, model.graph.output[0].name
-    outs = [
-        np.asarray(execute_onnx(model, {name_in: x[i : i + 1].astype(np.float32)})[name_out])
-        for i in range(len(x))
-    ]
-    return np.concatenate([o.reshape(1, -1) for o in outs])
+    outs = []
+    for i in range(0, len(x), batch):
+        chunk = np.ascontiguousarray(x[i : i + batch], dtype=np.float32)
+        batched = model.transform(ChangeBatchSize(len(chunk))).transform(InferShapes())
+        name_in, name_out = batched.graph.input[0].name, batched.graph.output[0].name
+        outs.append(np.asarray(execute_onnx(batched, {name_in: chunk})[name_out]))
+    return np.concatenate([o.reshape(len(o), -1) for o in outs])
+
+
+def _dangling(model: Any) -> list[str]:
+    """Tensors a node reads that no node writes (neither graph inputs nor initializers)."""
+    written = {t for n in model.graph.node for t in n.output}
+    written |= {t.name for t in model.graph.input} | {t.name for t in model.graph.initializer}
+    return sorted({t for n in model.graph.node for t in n.input if t and t not in written})
 
 
 def _compare(got: np.ndarray, ref: np.ndarray, y: np.ndarray) -> dict[str, Any]:
@@ -62,7 +73,7 @@ def _compare(got: np.ndarray, ref: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     }
 
 
-def check(folder: Path, name: str, limit: int | None) -> dict[str, Any]:
+def check(folder: Path, name: str, limit: int | None, batch: int) -> dict[str, Any]:
     from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
     from finn.transformation.streamline import Streamline
     from qonnx.core.modelwrapper import ModelWrapper
@@ -95,6 +106,8 @@ def check(folder: Path, name: str, limit: int | None) -> dict[str, Any]:
             break
         ops = Counter(n.op_type for n in model.graph.node)
         out[stage] = {"ok": True, "ops": dict(ops), "quant_nodes_left": int(ops.get("Quant", 0))}
+        out[stage]["input_datatype"] = str(model.get_tensor_datatype(model.graph.input[0].name))
+        out[stage]["dangling_tensors"] = _dangling(model)
         out[stage]["seconds"] = round(time.perf_counter() - t0, 1)
         model.save(str(folder / f"{name}.finn_{stage}.onnx"))
         last = (stage, model)
@@ -102,7 +115,7 @@ def check(folder: Path, name: str, limit: int | None) -> dict[str, Any]:
         t0 = time.perf_counter()
         result: dict[str, Any] = {"graph": last[0]}
         try:
-            result.update(_compare(_run(last[1], x), ref, y))
+            result.update(_compare(_run(last[1], x, batch), ref, y))
         except Exception as e:  # noqa: BLE001
             result["error"] = f"{type(e).__name__}: {e}"
         result["seconds"] = round(time.perf_counter() - t0, 1)
@@ -115,6 +128,7 @@ def main() -> None:
     p.add_argument("folder")
     p.add_argument("names", nargs="+")
     p.add_argument("--limit", type=int, default=None, help="first N test images only")
+    p.add_argument("--batch", type=int, default=60, help="images per execute_onnx call")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
     from importlib.metadata import version
@@ -122,7 +136,7 @@ def main() -> None:
     results = {
         "finn-plus": version("finn-plus"),
         "qonnx": version("qonnx"),
-        "models": [check(Path(args.folder), n, args.limit) for n in args.names],
+        "models": [check(Path(args.folder), n, args.limit, args.batch) for n in args.names],
     }
     text = json.dumps(results, indent=2)
     print(text)

@@ -22,5 +22,6 @@ fi
 mkdir -p "$out"
 OMP_NUM_THREADS=1 PYTHONPATH="$here/..${PYTHONPATH:+:$PYTHONPATH}" \
   "$kmtpe_python" "$here/toolchain_models.py" --out "$out" --epochs "$epochs"
-OMP_NUM_THREADS=1 "$finn_venv/bin/python" "$here/finn_check.py" "$out" small_cnn small_cnn_keep resnet20 \
+OMP_NUM_THREADS=1 "$finn_venv/bin/python" "$here/finn_check.py" "$out" small_cnn small_cnn_keep small_cnn_pixels \
+  resnet20 resnet20_pixels \
   --json "$out/finn_check.json"

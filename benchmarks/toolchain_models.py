@@ -10,8 +10,11 @@ Runs in this package's environment. Trains two fake-quantised models on scikit-l
   1.125/1.125/0.75/1), trained ``--epochs`` epochs, saved as a run folder and exported with
   ``kmtpe export RUN --format qonnx`` (and as ``small_cnn_keep`` with ``--zero-points keep``,
   the zero point in the first ``Quant``, to show what FINN says to it);
+* ``small_cnn_pixels``: the same run exported with ``--input pixels`` (the graph input is the
+  raw pixels behind an unsigned 8-bit ``Quant``; its ``x`` are the raw pixels);
 * ``resnet20``: residual (option-A shortcuts), every bit-width 2..8 and widths 0.75..1.25, on
-  the digits repeated to three channels (as in ``tests/test_export.py``).
+  the digits repeated to three channels (as in ``tests/test_export.py``), and
+  ``resnet20_pixels``, the same model with the raw-pixel input.
 
 Usage::
 
@@ -31,6 +34,7 @@ import torch
 
 from optuna_kmtpe._compress.quant import quantize_model
 from optuna_kmtpe._export import export
+from optuna_kmtpe._export._pixels import PixelInput
 from optuna_kmtpe._search.checkpoint import save_checkpoint
 from optuna_kmtpe._zoo.data import DataSplits
 from optuna_kmtpe._zoo.data import load_dataset
@@ -59,10 +63,14 @@ def _digits3(data: DataSplits) -> DataSplits:
     )
 
 
-def _save(out: Path, name: str, model: torch.nn.Module, data: DataSplits) -> None:
+def _save(
+    out: Path, name: str, model: torch.nn.Module, data: DataSplits, pixels: bool = False
+) -> None:
     x = data.prepare(data.test[0])
     with torch.no_grad():
         logits = model.eval()(x).numpy()
+    if pixels:
+        x = data.test[0].float()
     np.savez(out / f"{name}.npz", x=x.numpy(), y=np.asarray(data.test[1]), logits=logits)
 
 
@@ -83,28 +91,35 @@ def main() -> None:
     meta = {"model": "small_cnn", "dataset": "digits", "num_classes": 10}
     meta.update(bits=best["bits"], widths=best["widths"])
     save_checkpoint(small.eval(), out / "run" / "final_model.pt", meta=meta)
-    for name, option in (("small_cnn", "extract"), ("small_cnn_keep", "keep")):
+    variants = {
+        "small_cnn": [],
+        "small_cnn_keep": ["--zero-points", "keep"],
+        "small_cnn_pixels": ["--input", "pixels"],
+    }
+    for name, options in variants.items():
         path = str(out / f"{name}.onnx")
         argv = ["export", str(out / "run"), "--format", "qonnx", "--out", path]
-        if kmtpe([*argv, "--zero-points", option]) != 0:
-            raise SystemExit(f"kmtpe export --zero-points {option} failed")
-        _save(out, name, small, data)
+        if kmtpe([*argv, *options]) != 0:
+            raise SystemExit(f"kmtpe export {' '.join(options)} failed")
+        _save(out, name, small, data, pixels="pixels" in options)
 
     data3 = _digits3(data)
     res = quantize_model(build_model("resnet20", 10, widths=RES_WIDTHS), RES_BITS)
     train(res, data3, epochs=max(3, args.epochs // 3), max_lr=0.01, device="cpu")
-    summary = export(
-        res.eval(),
-        (3, 8, 8),
-        format="qonnx",
-        path=out / "resnet20.onnx",
-        inputs=data3.prepare(data3.test[0]),
-        labels=data3.test[1],
-        inputs_label="digits x3 channels, test split",
-    )
-    if not summary.check["passed"]:
-        raise SystemExit(f"resnet20 QONNX check failed: {summary.check}")
-    _save(out, "resnet20", res, data3)
+    for name, pixels in (("resnet20", None), ("resnet20_pixels", PixelInput.of(data3))):
+        summary = export(
+            res.eval(),
+            (3, 8, 8),
+            format="qonnx",
+            path=out / f"{name}.onnx",
+            inputs=data3.prepare(data3.test[0]) if pixels is None else data3.test[0].float(),
+            labels=data3.test[1],
+            inputs_label="digits x3 channels, test split",
+            pixels=pixels,
+        )
+        if not summary.check["passed"]:
+            raise SystemExit(f"{name} QONNX check failed: {summary.check}")
+        _save(out, name, res, data3, pixels=pixels is not None)
     print(f"wrote {sorted(p.name for p in out.iterdir())} to {out}")
 
 

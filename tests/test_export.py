@@ -27,6 +27,7 @@ from optuna_kmtpe._compress.quant import quantize_model  # noqa: E402
 from optuna_kmtpe._export import export  # noqa: E402
 from optuna_kmtpe._export import ExportError  # noqa: E402
 from optuna_kmtpe._export._layers import read_quantization  # noqa: E402
+from optuna_kmtpe._export._pixels import PixelInput  # noqa: E402
 from optuna_kmtpe._export.qcdq import export_qcdq  # noqa: E402
 from optuna_kmtpe._export.qcdq import run_qcdq  # noqa: E402
 from optuna_kmtpe._export.qonnx import export_qonnx  # noqa: E402
@@ -159,6 +160,53 @@ def test_qonnx_execute_onnx_reproduces_pytorch_on_the_test_split(
     agree, n_differ, _ = _agree(got, ref)
     assert agree == len(ref) == 360
     assert n_differ <= 0.01 * len(ref)
+
+
+def _finn_removes_relus(model: Any) -> Any:
+    """What FINN's ``ConvertQONNXtoFINN`` does to ``Relu -> Quant``: the ``Quant`` reads the
+    ``Relu``'s input and the ``Relu`` is deleted, its other consumers left as they are."""
+    for node in list(model.graph.node):
+        relu = model.find_producer(node.input[0]) if node.op_type == "Quant" else None
+        if relu is not None and relu.op_type == "Relu":
+            node.input[0] = relu.input[0]
+            model.graph.node.remove(relu)
+    return model
+
+
+def test_qonnx_is_exact_after_finns_relu_removal(case: Case) -> None:
+    # An unsigned zero-point-0 Quant clips at 0, so Quant(x) == Quant(Relu(x)); the residual
+    # shortcut must keep its own Relu (FINN's execution of the old export agreed 40/360).
+    model = _finn_removes_relus(export_qonnx(case.model, case.input_shape)[0])
+    written = {t for n in model.graph.node for t in n.output}
+    written |= {t.name for t in model.graph.input} | {t.name for t in model.graph.initializer}
+    assert {t for n in model.graph.node for t in n.input if t} <= written
+    ref = _torch_logits(case)[:60]
+    agree, n_differ, _ = _agree(run_qonnx(model, case.x[:60].numpy()), ref)
+    assert agree == 60
+    assert n_differ <= 1
+
+
+def test_qonnx_pixel_input_is_an_unsigned_8bit_quant(case: Case) -> None:
+    from qonnx.core.datatype import DataType
+
+    model, _ = export_qonnx(case.model, case.input_shape, pixels=PixelInput.of(case.data))
+    name = model.graph.input[0].name
+    (first,) = model.find_consumers(name)
+    assert first.op_type == "Quant"
+    assert [float(model.get_initializer(first.input[i])) for i in (1, 2, 3)] == [1.0, 0.0, 8.0]
+    assert {a.name: a.i for a in first.attribute if a.name in ("signed", "narrow")} == {
+        "signed": 0,
+        "narrow": 0,
+    }
+    assert model.get_tensor_datatype(name) == DataType["UINT8"]
+    pixels = case.data.test[0][:60].float()
+    assert torch.equal(pixels, pixels.round()) and 0 <= pixels.min() <= pixels.max() <= 255
+    agree, n_differ, _ = _agree(run_qonnx(model, pixels.numpy()), _torch_logits(case)[:60])
+    assert agree == 60
+    assert n_differ <= 1
+    two = PixelInput(1.0, (0.0, 0.0), (1.0, 1.0))
+    with pytest.raises(ExportError, match=r"PixelInput has 2 channel\(s\)"):
+        export_qonnx(case.model, case.input_shape, pixels=two)
 
 
 def test_qcdq_onnxruntime_reproduces_pytorch_on_the_test_split(case: Case, tmp_path: Path) -> None:
@@ -297,3 +345,22 @@ def test_cli_exports_a_run_dir(cases: dict[str, Case], tmp_path: Path) -> None:
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     assert "compute-bound" in summary["cost_model"]
     assert any("--cost-model compute" in n for n in summary["notes"])
+
+
+def test_cli_exports_a_pixel_input(cases: dict[str, Case], tmp_path: Path) -> None:
+    import json
+
+    from optuna_kmtpe._search.checkpoint import save_checkpoint
+    from optuna_kmtpe.cli import main
+
+    run = tmp_path / "run"
+    meta = {"model": "small_cnn", "dataset": "digits", "num_classes": 10}
+    meta.update(bits=SMALL_BITS, widths=SMALL_WIDTHS)
+    save_checkpoint(cases["small_cnn"].model, run / "final_model.pt", meta=meta)
+    out = tmp_path / "p.qonnx.onnx"
+    argv = ["export", str(run), "--out", str(out), "--input", "pixels", "--limit", "60"]
+    assert main([*argv, "--format", "qonnx"]) == 0
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["check"]["passed"] and summary["check"]["argmax_agree"] == 60
+    assert any("raw pixels (datatype UINT8)" in n for n in summary["notes"])
+    assert main([*argv, "--format", "qcdq"]) == 2

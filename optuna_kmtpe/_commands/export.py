@@ -78,6 +78,14 @@ def register(subparsers: Any) -> None:
         "each Conv/Gemm on integer weights (for hls4ml's QONNX frontend)",
     )
     parser.add_argument(
+        "--input",
+        choices=("normalised", "pixels"),
+        default="normalised",
+        help="qonnx: the graph input is the normalised image (default) or the raw pixels "
+        "behind an unsigned 8-bit Quant, normalised in the graph (what FINN's hardware flow "
+        "reads; needs the dataset's normalisation, so --data-dir for CIFAR / Fashion-MNIST)",
+    )
+    parser.add_argument(
         "--no-compile", action="store_true", help="hls4ml: write the project, skip the C sim"
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -89,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     check)."""
     from optuna_kmtpe._export import export
     from optuna_kmtpe._export import ExportError
+    from optuna_kmtpe._export._pixels import PixelInput
     from optuna_kmtpe._search.checkpoint import CheckpointError
     from optuna_kmtpe._zoo.data import DataError
 
@@ -97,16 +106,20 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
         qmodel, meta, shape = load_run(args.run_dir)
-        inputs = labels = None
+        inputs = labels = pixels = None
         label = ""
-        if not args.no_check:
+        if args.input == "pixels" and args.format != "qonnx":
+            raise ExportError(f"--input pixels is a qonnx option (got --format {args.format}).")
+        if not args.no_check or args.input == "pixels":
             from optuna_kmtpe._zoo.data import load_dataset
 
             data = load_dataset(str(meta.get("dataset", "digits")), args.data_dir, seed=args.seed)
+            pixels = PixelInput.of(data) if args.input == "pixels" else None
+        if not args.no_check:
             images, labels = data.test
             if args.limit is not None:
                 images, labels = images[: args.limit], labels[: args.limit]
-            inputs = data.prepare(images)
+            inputs = data.prepare(images) if pixels is None else images.float()
             label = f"{data.label}, test split, {len(labels)} images, seed {args.seed}"
         out = Path(args.out)
         reading = run_cost_model(args.run_dir, meta)
@@ -122,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
             hls4ml_compile=not args.no_compile,
             zero_points=args.zero_points,
             weight_scales=args.weight_scales,
+            pixels=pixels,
         )
     except (ExportError, CheckpointError, DataError) as e:
         print(f"kmtpe export: error: {e}", file=sys.stderr)
@@ -131,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         f"widths {meta['widths']}; priced with the run's cost-model reading "
         f"(--cost-model {reading})."
     )
-    if inputs is not None:
+    if inputs is not None and pixels is None:
         summary.notes.append(
             "The graph's input is the normalised image (pixels * scale - mean) / std with "
             f"scale {data.scale:g}, mean {list(data.mean)}, std {list(data.std)}."

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from optuna_kmtpe._compress.cost import DSPPackingModel
+    from optuna_kmtpe._export._pixels import PixelInput
 
 
 __all__ = ["FORMATS", "ExportError", "ExportSummary", "export", "compare", "summary_json"]
@@ -151,6 +152,7 @@ def export(
     hls4ml_compile: bool = True,
     zero_points: str = "extract",
     weight_scales: str = "quant",
+    pixels: PixelInput | None = None,
 ) -> ExportSummary:
     """Export a fake-quantised model to ``format`` at ``path`` and summarise it.
 
@@ -161,8 +163,8 @@ def export(
             batch dimension of 1 is accepted too: :mod:`optuna_kmtpe._compress.shapes`).
         format: ``"qonnx"``, ``"qcdq"`` or ``"hls4ml"``.
         path: Output ``.onnx`` file (qonnx, qcdq) or folder (hls4ml).
-        inputs: Optional batch of (normalised) inputs to execute the export on and compare
-            with ``qmodel`` in eval mode.
+        inputs: Optional batch of inputs (normalised; raw pixels with ``pixels``) to execute
+            the export on and compare with ``qmodel`` in eval mode.
         labels: Optional labels of ``inputs`` (adds both accuracies to the check).
         inputs_label: How the summary names ``inputs`` (e.g. the dataset split).
         cost_model: The :class:`~optuna_kmtpe.DSPPackingModel` whose per-layer costs go
@@ -176,6 +178,9 @@ def export(
             :mod:`optuna_kmtpe._export.qonnx`).
         weight_scales: QONNX only: ``"quant"`` (default) or ``"mul"`` (integer weights, the
             per-channel scales as a Mul after the layer; for hls4ml's QONNX frontend).
+        pixels: QONNX only: make the graph input the raw pixels behind an unsigned 8-bit
+            ``Quant`` and the normalisation (:class:`~optuna_kmtpe._export._pixels.PixelInput`;
+            what FINN's hardware flow reads).
 
     Returns:
         An :class:`ExportSummary`; ``summary.check["passed"]`` says whether the execution
@@ -192,6 +197,8 @@ def export(
 
     if format not in FORMATS:
         raise ExportError(f"Unknown format {format!r}; choose one of {', '.join(FORMATS)}.")
+    if pixels is not None and format != "qonnx":
+        raise ExportError(f"A pixel input is a QONNX option; format {format!r} takes none.")
     path = Path(path)
     quant = read_quantization(qmodel)  # first: names a layer the format cannot take
     # A copy: a forward pass calibrates a quantiser that has never seen data.
@@ -207,7 +214,12 @@ def export(
         from optuna_kmtpe._export.qonnx import run_qonnx
 
         wrapper, _ = export_qonnx(
-            qmodel, input_shape, path=path, zero_points=zero_points, weight_scales=weight_scales
+            qmodel,
+            input_shape,
+            path=path,
+            zero_points=zero_points,
+            weight_scales=weight_scales,
+            pixels=pixels,
         )
         qonnx_cost = qonnx_costs(wrapper, order)
         runner = "qonnx execute_onnx"
@@ -216,6 +228,12 @@ def export(
             "BatchNorm is kept as BatchNormalization (the weight Quant scales are those the "
             "model was trained with); FINN streamlining and hls4ml fold it."
         )
+        if pixels is not None:
+            notes.append(
+                "The graph input is raw pixels (datatype UINT8): an unsigned 8-bit Quant "
+                f"(scale 1), then (pixels * {pixels.scale:g} - mean {list(pixels.mean)}) / std "
+                f"{list(pixels.std)} as Mul / Sub / Div."
+            )
     elif format == "qcdq":
         from optuna_kmtpe._export.qcdq import export_qcdq
         from optuna_kmtpe._export.qcdq import run_qcdq
@@ -265,8 +283,9 @@ def export(
     }
     if inputs is not None and run is not None:
         tol = tolerance if tolerance is not None else (1e-4 if format != "hls4ml" else None)
+        reference = qmodel if pixels is None else pixels.wrap(qmodel).to(_device(qmodel))
         check = compare(
-            qmodel,
+            reference,
             run,
             inputs,
             labels=labels,
@@ -288,6 +307,10 @@ def export(
         files=files,
     )
     return summary
+
+
+def _device(qmodel: nn.Module) -> torch.device:
+    return next(qmodel.parameters()).device
 
 
 def _cost_model(

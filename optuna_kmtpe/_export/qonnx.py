@@ -22,6 +22,11 @@ moved out (qonnx's transformation also moves every scale, weights included); the
 arithmetic is unchanged up to float rounding of ``x/s + z`` (the execution check covers it).
 ``zero_points="keep"`` writes the zero point into the ``Quant`` node.
 
+A ``Relu`` whose output feeds an activation ``Quant`` and something else (a residual shortcut)
+is duplicated, one per consumer (:func:`own_relu_per_quant`; FINN deletes the ``Relu`` in front
+of a ``Quant``). With ``pixels`` (:class:`~optuna_kmtpe._export._pixels.PixelInput`) the graph
+input is the raw pixels behind an unsigned 8-bit ``Quant``, normalised in the graph.
+
 BatchNorm is **kept** as ``BatchNormalization`` after the Conv: folding it would change the
 weight scales (``s_c * gamma_c / sigma_c``), so the graph would no longer carry the scales the
 model was trained with; FINN's streamlining (``BatchNormToAffine`` and absorption into
@@ -56,6 +61,8 @@ from optuna_kmtpe._export._layers import ExportError
 from optuna_kmtpe._export._layers import QuantSpec
 from optuna_kmtpe._export._layers import read_quantization
 from optuna_kmtpe._export._layers import to_onnx
+from optuna_kmtpe._export._pixels import annotate_input
+from optuna_kmtpe._export._pixels import PixelInput
 
 
 __all__ = [
@@ -64,6 +71,7 @@ __all__ = [
     "compute_nodes",
     "export_qonnx",
     "extract_zero_points",
+    "own_relu_per_quant",
     "quant_bitwidths",
     "run_qonnx",
 ]
@@ -95,6 +103,7 @@ def export_qonnx(
     path: str | Path | None = None,
     zero_points: str = "extract",
     weight_scales: str = "quant",
+    pixels: PixelInput | None = None,
 ) -> tuple[Any, list[str]]:
     """Export a fake-quantised model as a cleaned QONNX graph.
 
@@ -109,6 +118,9 @@ def export_qonnx(
             ``"mul"`` (integer weights under a scale-1 ``Quant``, the scales as a ``Mul``
             after the Conv / Gemm: hls4ml's QONNX frontend then fuses the weights as
             fixed-point constants, see docs/hls4ml.md).
+        pixels: Make the graph input the raw pixels: an unsigned ``pixels.bits``-bit
+            ``Quant`` on the input, then the normalisation (:mod:`optuna_kmtpe._export._pixels`;
+            what FINN's hardware flow reads). ``None``: the input is the normalised image.
 
     Returns:
         ``(ModelWrapper, layers)``: the qonnx model and the quantised layer names in the order
@@ -125,13 +137,21 @@ def export_qonnx(
             f"Unknown zero_points {zero_points!r}; choose one of {', '.join(ZERO_POINTS)}."
         )
     input_shape = tuple(int(d) for d in input_shape)
+    if pixels is not None and len(pixels.mean) != input_shape[0]:
+        raise ExportError(
+            f"PixelInput has {len(pixels.mean)} channel(s) but the input shape is {input_shape}."
+        )
     quant = read_quantization(model)
     order = execution_order(model, input_shape)
-    proto = to_onnx(export_copy(model, quant, _emit_quant, weight_scales), input_shape)
+    net = export_copy(model, quant, _emit_quant, weight_scales)
+    proto = to_onnx(net if pixels is None else pixels.wrap(net, _emit_quant), input_shape)
     wrapper = cleanup_model(ModelWrapper(proto))
     _check_structure(wrapper, order)
+    wrapper = own_relu_per_quant(wrapper)
     if zero_points == "extract":
         wrapper = extract_zero_points(wrapper)
+    if pixels is not None:
+        annotate_input(wrapper, pixels)
     wrapper.set_metadata_prop("kmtpe:layers", ",".join(order))
     wrapper.set_metadata_prop("kmtpe:bits", ",".join(str(q.bits) for q in _by(quant, order)))
     if path is not None:
@@ -172,6 +192,35 @@ def extract_zero_points(model: Any) -> Any:
         graph.node.append(helper.make_node("Sub", [quantised, offset_name], [node.output[0]]))
         node.output[0] = quantised
     return model.transform(SortGraph()).transform(InferShapes())
+
+
+def own_relu_per_quant(model: Any) -> Any:
+    """Give every activation ``Quant`` fed by a shared ``Relu`` a ``Relu`` of its own.
+
+    In a residual block the ``Relu`` output feeds both the next layer's ``Quant`` and the
+    shortcut (the float sum, as in the PyTorch model). FINN's ``ConvertQONNXtoFINN`` turns
+    ``Relu -> Quant`` into one ``MultiThreshold`` and deletes the ``Relu`` without looking at
+    its other consumers, which are left reading a tensor nobody writes (FINN executes it as
+    zeros). With a copy of the ``Relu`` per ``Quant`` the rewrite is exact and FINN deletes
+    only the copy.
+
+    Returns:
+        The transformed ``ModelWrapper`` (nodes sorted).
+    """
+    from onnx import helper
+    from qonnx.transformation.general import SortGraph
+
+    graph = model.graph
+    for node in list(graph.node):
+        if node.op_type != "Quant" or model.get_initializer(node.input[0]) is not None:
+            continue
+        relu = model.find_producer(node.input[0])
+        if relu is None or relu.op_type != "Relu" or len(model.find_consumers(relu.output[0])) < 2:
+            continue
+        own = model.make_new_valueinfo_name()
+        graph.node.append(helper.make_node("Relu", [relu.input[0]], [own]))
+        node.input[0] = own
+    return model.transform(SortGraph())
 
 
 def input_quant(model: Any, compute_node: Any) -> tuple[Any, float]:
