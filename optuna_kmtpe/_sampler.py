@@ -23,6 +23,8 @@ from optuna.trial import TrialState
 from optuna_kmtpe import _optuna_compat
 from optuna_kmtpe import _repeats
 from optuna_kmtpe._kmeans1d import annealed_k
+from optuna_kmtpe._split import Partition
+from optuna_kmtpe._split import partition
 from optuna_kmtpe._split import split_trials_dead_zone
 from optuna_kmtpe._split import split_trials_kmeans
 from optuna_kmtpe._split import split_trials_rank_dead_zone
@@ -90,6 +92,14 @@ class _FinishedObservations(NamedTuple):
     # Every finished trial seen, in history order; held, so that ``is`` can tell them apart.
     trials: list[FrozenTrial]
     observations: _Observations
+
+
+class _FinishedPartition(NamedTuple):
+    """The split's partition of finished trials, kept for the next proposal."""
+
+    # Every finished trial seen, in history order; held, so that ``is`` can tell them apart.
+    trials: list[FrozenTrial]
+    partitioned: Partition
 
 
 class KMeansTPESampler(BaseSampler):
@@ -261,11 +271,14 @@ class KMeansTPESampler(BaseSampler):
         # Observations of finished trials by parameter names: a cache, dropped whenever the
         # storage returns other trial objects (see _finished_observations_of).
         self._finished_observations: dict[tuple[str, ...], _FinishedObservations] = {}
+        # The same for the split's partition of the finished trials.
+        self._finished_partition = _FinishedPartition([], Partition([], [], []))
 
     def __getstate__(self) -> dict[str, Any]:
         # The kept observations are a cache of trial objects that only this process can match.
         state = self.__dict__.copy()
         state["_finished_observations"] = {}
+        state["_finished_partition"] = _FinishedPartition([], Partition([], [], []))
         return state
 
     def reseed_rng(self) -> None:
@@ -412,16 +425,34 @@ class KMeansTPESampler(BaseSampler):
 
     def _split(self, study: Study, history: list[FrozenTrial]) -> _Split:
         """Split the history into l and g trials; also the finished count and the k used."""
-        if not self._constant_liar:
-            history = [t for t in history if t.state != TrialState.RUNNING]
-        n_finished = sum(t.state != TrialState.RUNNING for t in history)
-        k = self.n_clusters(max(0, n_finished - self._n_startup_trials))
+        finished: list[FrozenTrial] = []
+        running: list[FrozenTrial] = []
+        for trial in history:
+            (finished if trial.state.is_finished() else running).append(trial)
+        partitioned = self._partition_of(finished, running if self._constant_liar else [])
+        k = self.n_clusters(max(0, len(finished) - self._n_startup_trials))
         if self._split_rule == "paper":
-            below, above = split_trials_kmeans(study, history, k)
+            below, above = split_trials_kmeans(study, history, k, partitioned=partitioned)
         else:
             dead_zone_split = _DEAD_ZONE_SPLITS[self._split_rule]
-            below, above = dead_zone_split(study, history, k, _optuna_compat.default_gamma)
-        return _Split(below, above, n_finished, k)
+            below, above = dead_zone_split(
+                study, history, k, _optuna_compat.default_gamma, partitioned=partitioned
+            )
+        return _Split(below, above, len(finished), k)
+
+    def _partition_of(self, finished: list[FrozenTrial], running: list[FrozenTrial]) -> Partition:
+        """The split's partition of the finished trials, then the running ones, reusing that of
+        the last call as long as the storage returns the same finished trial objects (see
+        :meth:`_finished_observations_of`): a finished trial's state and constraints never
+        change."""
+        kept = self._finished_partition
+        if len(kept.trials) > len(finished) or not all(map(operator.is_, kept.trials, finished)):
+            kept = _FinishedPartition([], Partition([], [], []))
+        new = partition(finished[len(kept.trials) :])
+        complete, pruned, worse = (old + part for old, part in zip(kept.partitioned, new))
+        self._finished_partition = _FinishedPartition(finished, Partition(complete, pruned, worse))
+        # Running trials are not finished: they have no constraints, and go to g.
+        return Partition(complete, pruned, worse + running)
 
     def _no_repeat_applies(
         self, history: list[FrozenTrial], search_space: dict[str, BaseDistribution]
