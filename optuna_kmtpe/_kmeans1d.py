@@ -184,17 +184,19 @@ def _dense_cluster_starts(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, k: int
     row_starts = np.arange(width) * width
     # offsets[m - 2][i - m]: start of the last of the best m clusters of the first i points,
     # minus m - 1.
-    offsets = np.empty((k - 1, width), dtype=np.intp)
-    for window, offset in zip(windows, offsets):
+    offsets = np.empty((k - 2, width), dtype=np.intp)
+    for window, offset in zip(windows[:-1], offsets):
         np.add(window, band, out=candidates)
         candidates.argmin(axis=1, out=offset)
         band = flat_candidates[row_starts + offset]
-    starts = np.zeros(k, dtype=int)
-    end = n
-    for m in range(k, 1, -1):
-        end = offsets[m - 2][end - m] + m - 1
+    # The last level is needed at one end point only: all n points in k clusters.
+    end = int((windows[-1, -1] + band).argmin()) + k - 1
+    starts = [0] * (k - 1) + [end]
+    rows = offsets.tolist()
+    for m in range(k - 1, 1, -1):
+        end = rows[m - 2][end - m] + m - 1
         starts[m - 1] = end
-    return starts
+    return np.array(starts)
 
 
 def _next_level(
