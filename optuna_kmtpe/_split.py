@@ -147,12 +147,15 @@ def _rank_dead_zone_masks(
     scores: np.ndarray, k: int, n_below: Callable[[int], int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_dead_zone_masks` with the clusters of the average ranks of ``scores``."""
-    # One stable sort serves the ranks and l's trials.
+    # Worked in sorted order: l is a prefix of it, and the cluster labels do not decrease
+    # along it, so g is the suffix past the cluster of l's last trial.
     order = np.argsort(scores, kind="stable")
-    ranks, counts, inverse = _average_ranks(scores, order)
-    labels = kmeans_1d_weighted(ranks, counts.astype(float), k)[inverse]
+    ranks, counts = _sorted_average_ranks(scores[order])
+    labels = np.repeat(kmeans_1d_weighted(ranks, counts.astype(float), k), counts)
     is_below = _best(order, n_below)
-    return is_below, labels > labels[is_below].max()
+    is_above = np.empty(scores.size, dtype=bool)
+    is_above[order] = labels > labels[np.count_nonzero(is_below) - 1]
+    return is_below, is_above
 
 
 def distinct_average_ranks(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -167,22 +170,23 @@ def distinct_average_ranks(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
         >>> ranks[inverse].tolist(), counts.tolist()
         ([3.5, 2.0, 3.5, 1.0], [1, 1, 2])
     """
-    return _average_ranks(scores, np.argsort(scores, kind="stable"))
+    order = np.argsort(scores, kind="stable")
+    ranks, counts = _sorted_average_ranks(scores[order])
+    inverse = np.empty(scores.size, dtype=np.intp)
+    inverse[order] = np.repeat(np.arange(counts.size), counts)
+    return ranks, counts, inverse
 
 
-def _average_ranks(
-    scores: np.ndarray, order: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`distinct_average_ranks` given the sorting ``order`` of ``scores``; what
-    ``np.unique(scores, return_inverse=True, return_counts=True)`` gives, in half its time."""
-    ordered = scores[order]
+def _sorted_average_ranks(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(average rank of each distinct value, its count) of values sorted in ascending order."""
     is_first = np.empty(ordered.size, dtype=bool)
     is_first[:1] = True
     np.not_equal(ordered[1:], ordered[:-1], out=is_first[1:])
-    inverse = np.empty(ordered.size, dtype=np.intp)
-    inverse[order] = np.cumsum(is_first) - 1
-    counts = np.diff(np.append(np.flatnonzero(is_first), ordered.size))
-    return np.cumsum(counts) - (counts - 1) / 2.0, counts, inverse
+    starts = np.flatnonzero(is_first)
+    # The last rank of each distinct value, and how many share it.
+    ends = np.append(starts[1:], ordered.size)
+    counts = ends - starts
+    return ends - (counts - 1) / 2.0, counts
 
 
 def _split_by_masks(
