@@ -347,8 +347,7 @@ class KMeansTPESampler(BaseSampler):
         params = {}
         for sub_space in self._split_into_groups(search_space):
             observations = self._observations(study, history, sub_space)
-            seen = _seen_indices(observations, sub_space) if no_repeat else None
-            params.update(self._sample(split, sub_space, observations, seen))
+            params.update(self._sample(split, sub_space, observations, avoid_repeats=no_repeat))
 
         _optuna_compat.set_trial_system_attr(study, trial, _N_FINISHED_KEY, split.n_finished)
         _optuna_compat.set_trial_system_attr(study, trial, _K_KEY, split.k)
@@ -506,7 +505,8 @@ class KMeansTPESampler(BaseSampler):
         split: _Split,
         search_space: dict[str, BaseDistribution],
         observations: _Observations,
-        seen: np.ndarray | None = None,
+        *,
+        avoid_repeats: bool = False,
     ) -> dict[str, Any]:
         covered = [number in observations.columns for number in map(_NUMBER, split.below)]
         weights = None if split.below_weights is None else split.below_weights[covered]
@@ -523,9 +523,15 @@ class KMeansTPESampler(BaseSampler):
         samples = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
         scores = acquisition(samples)
         best = int(np.argmax(scores))
-        if seen is not None:
+        if avoid_repeats:
+            # The grid indices of the seen configurations and of the candidates, in one pass.
+            n_seen = observations.table.shape[1]
+            indices = _repeats.grid_indices_of_table(
+                np.concatenate([observations.table, [samples[n] for n in search_space]], axis=1),
+                search_space,
+            )
+            seen, candidates = indices[:, :n_seen], indices[:, n_seen:]
             order = np.argsort(-scores, kind="stable")
-            candidates = _repeats.grid_indices(samples, search_space)
             unseen = _repeats.first_unseen(candidates, seen, order)
             if unseen is None:
                 seen_keys = set(zip(*seen.tolist()))
@@ -710,15 +716,8 @@ def _columns(
     return {name: table[i] for i, name in enumerate(search_space)}
 
 
-def _seen_indices(
-    observations: _Observations, search_space: dict[str, BaseDistribution]
-) -> np.ndarray:
-    """Grid indices of the observed configurations (evaluated or in flight), one column each."""
-    return _repeats.grid_indices_of_table(observations.table, search_space)
-
-
 def _seen_keys(
     observations: _Observations, search_space: dict[str, BaseDistribution]
 ) -> set[_repeats.Key]:
     """Grid keys of the observed configurations (evaluated or in flight)."""
-    return set(zip(*_seen_indices(observations, search_space).tolist()))
+    return set(zip(*_repeats.grid_indices_of_table(observations.table, search_space).tolist()))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import cast
 from typing import NamedTuple
 from typing import TYPE_CHECKING
 
@@ -23,6 +22,9 @@ if TYPE_CHECKING:
 
     from optuna.study import Study
     from optuna.trial import FrozenTrial
+
+
+_VALUE = operator.attrgetter("value")
 
 
 class Partition(NamedTuple):
@@ -259,10 +261,11 @@ def objective_scores(study: Study, trials: Sequence[FrozenTrial]) -> np.ndarray:
     Single objective: the value, negated when maximising. Multi-objective: the non-domination
     rank among ``trials`` (0 for the Pareto front), so that C1 is a band of leading fronts.
     """
-    if len(study.directions) == 1:
-        sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
-        return sign * np.array([cast("float", t.value) for t in trials], dtype=float)
-    signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions])
+    directions = study.directions
+    if len(directions) == 1:
+        sign = -1.0 if directions[0] == StudyDirection.MAXIMIZE else 1.0
+        return sign * np.fromiter(map(_VALUE, trials), float, len(trials))
+    signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions])
     loss_values = np.array([t.values for t in trials], dtype=float) * signs
     return _optuna_compat.non_domination_ranks(loss_values).astype(float)
 
