@@ -59,7 +59,9 @@ def split_trials_kmeans(
     where the caller holds it.
     """
     return _split_by_masks(
-        study, partitioned or partition(trials), lambda scores: _best_and_worst_clusters(scores, k)
+        study,
+        partition(trials) if partitioned is None else partitioned,
+        lambda scores: _best_and_worst_clusters(scores, k),
     )
 
 
@@ -79,7 +81,8 @@ def split_trials_dead_zone(
     trial are the dead zone, in neither list, so a trial as good as the best ones (within the
     clustering's resolution) is never pushed into g. ``above`` is every trial of the worse
     clusters plus the RUNNING, PRUNED and infeasible trials. With few clusters the dead zone is
-    wide; as ``k`` anneals upward it narrows and the split approaches TPE's.
+    wide; as ``k`` anneals upward it narrows and the split approaches TPE's. ``partitioned``
+    as in :func:`split_trials_kmeans`.
 
     Example:
         >>> import optuna
@@ -98,7 +101,7 @@ def split_trials_dead_zone(
     """
     return _split_by_masks(
         study,
-        partitioned or partition(trials),
+        partition(trials) if partitioned is None else partitioned,
         lambda scores: _dead_zone_masks(scores, k, n_below),
     )
 
@@ -140,7 +143,7 @@ def split_trials_rank_dead_zone(
     """
     return _split_by_masks(
         study,
-        partitioned or partition(trials),
+        partition(trials) if partitioned is None else partitioned,
         lambda scores: _rank_dead_zone_masks(scores, k, n_below),
     )
 
