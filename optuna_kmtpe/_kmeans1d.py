@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 # Above this many distinct values the dense O(n^2)-per-level DP is slower than the
 # divide-and-conquer one (measured with benchmarks/bench_sampler_overhead.py's value sizes).
 _DENSE_MAX_POINTS = 400
+# The cells j >= i of the dense DP's [end i, start j] cost matrix, which hold no cluster.
+_UPPER_TRIANGLE = np.triu(np.ones((_DENSE_MAX_POINTS + 1, _DENSE_MAX_POINTS + 1), dtype=bool))
 
 
 def annealed_k(t: int, k_init: int, alpha: float) -> int:
@@ -158,14 +160,15 @@ def _dense_cluster_starts(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, k: int
     """
     n = s0.size - 1
     # cost_matrix[i, j]: sum of squares of points j..i-1 around their mean for j < i, inf
-    # elsewhere; from outer differences of the prefix sums.
-    weight = s0[:, None] - s0[None, :]
-    total = s1[:, None] - s1[None, :]
+    # elsewhere; from outer differences of the prefix sums, in place where it can be.
+    total = np.subtract.outer(s1, s1)
+    np.multiply(total, total, out=total)
     with np.errstate(divide="ignore", invalid="ignore"):
-        cost_matrix = s2[:, None] - s2[None, :] - total * total / weight
+        np.divide(total, np.subtract.outer(s0, s0), out=total)
+    cost_matrix = np.subtract.outer(s2, s2)
+    np.subtract(cost_matrix, total, out=cost_matrix)
     np.maximum(cost_matrix, 0.0, out=cost_matrix)
-    ends = np.arange(n + 1)
-    cost_matrix[ends[None, :] >= ends[:, None]] = np.inf
+    np.copyto(cost_matrix, np.inf, where=_UPPER_TRIANGLE[: n + 1, : n + 1])
     width = n - k + 1
     # windows[m - 2] = cost_matrix[m : m + width, m - 1 : m - 1 + width], the block level m
     # reads: one strided view of the matrix, each level's block one step down its diagonal.
@@ -181,18 +184,19 @@ def _dense_cluster_starts(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, k: int
     row_starts = np.arange(width) * width
     # offsets[m - 2][i - m]: start of the last of the best m clusters of the first i points,
     # minus m - 1.
-    offsets = []
-    for window in windows:
+    offsets = np.empty((k - 2, width), dtype=np.intp)
+    for window, offset in zip(windows[:-1], offsets):
         np.add(window, band, out=candidates)
-        offset = candidates.argmin(axis=1)
+        candidates.argmin(axis=1, out=offset)
         band = flat_candidates[row_starts + offset]
-        offsets.append(offset)
-    starts = np.zeros(k, dtype=int)
-    end = n
-    for m in range(k, 1, -1):
-        end = offsets[m - 2][end - m] + m - 1
+    # The last level is needed at one end point only: all n points in k clusters.
+    end = int((windows[-1, -1] + band).argmin()) + k - 1
+    starts = [0] * (k - 1) + [end]
+    rows = offsets.tolist()
+    for m in range(k - 1, 1, -1):
+        end = rows[m - 2][end - m] + m - 1
         starts[m - 1] = end
-    return starts
+    return np.array(starts)
 
 
 def _next_level(

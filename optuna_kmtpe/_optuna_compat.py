@@ -22,6 +22,7 @@ from optuna.samplers._tpe.sampler import default_gamma
 from optuna.samplers._tpe.sampler import default_weights
 from optuna.search_space.group_decomposed import _GroupDecomposedSearchSpace
 from optuna.search_space.intersection import _calculate as _intersection_search_space
+from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from optuna.study._multi_objective import _fast_non_domination_rank
 
 
@@ -38,6 +39,7 @@ __all__ = [
     "LazyRandomState",
     "ParzenEstimator",
     "build_parzen_estimator",
+    "constraint_violation",
     "default_gamma",
     "get_trials",
     "non_domination_ranks",
@@ -103,6 +105,18 @@ def get_trials(
 ) -> list[FrozenTrial]:
     """Trials in ``states`` without deep copies; ``use_cache`` reuses this trial's snapshot."""
     return study._get_trials(deepcopy=False, states=states, use_cache=use_cache)
+
+
+def constraint_violation(trial: FrozenTrial) -> float:
+    """The sum of ``trial``'s positive constraint values (TPE's infeasibility score).
+
+    ``FrozenTrial.constraints`` builds a dict from the system attributes on every read; most
+    trials hold none, which one pass over the keys tells.
+    """
+    for key in trial.system_attrs:
+        if key.startswith(_CONSTRAINTS_KEY):
+            return sum(v for v in trial.constraints.values() if v > 0)
+    return 0.0
 
 
 def study_identity(study: Study) -> tuple[int, int, str]:

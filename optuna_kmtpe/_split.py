@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import cast
+from typing import NamedTuple
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,8 +24,22 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 
+_VALUE = operator.attrgetter("value")
+
+
+class Partition(NamedTuple):
+    """The trials of a history by the part the split gives them, each in history order."""
+
+    complete: list[FrozenTrial]
+    """Feasible COMPLETE trials: the clustered ones."""
+    pruned: list[FrozenTrial]
+    """Feasible PRUNED trials."""
+    worse: list[FrozenTrial]
+    """Trials known to be worse than any feasible complete one: RUNNING and infeasible."""
+
+
 def split_trials_kmeans(
-    study: Study, trials: Sequence[FrozenTrial], k: int
+    study: Study, trials: Sequence[FrozenTrial], k: int, *, partitioned: Partition | None = None
 ) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
     """Split ``trials`` into the best k-means cluster (l) and the worst one (g).
 
@@ -41,13 +55,23 @@ def split_trials_kmeans(
     TPE's ranking (latest step, then value), and infeasible trials never enter l.
 
     Both lists are sorted by trial number, as Optuna's TPE keeps them (its kernel weights
-    depend on the order).
+    depend on the order). ``partitioned``, :func:`partition` of ``trials``, saves computing it
+    where the caller holds it.
     """
-    return _split_by_masks(study, trials, lambda scores: _best_and_worst_clusters(scores, k))
+    return _split_by_masks(
+        study,
+        partition(trials) if partitioned is None else partitioned,
+        lambda scores: _best_and_worst_clusters(scores, k),
+    )
 
 
 def split_trials_dead_zone(
-    study: Study, trials: Sequence[FrozenTrial], k: int, n_below: Callable[[int], int]
+    study: Study,
+    trials: Sequence[FrozenTrial],
+    k: int,
+    n_below: Callable[[int], int],
+    *,
+    partitioned: Partition | None = None,
 ) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
     """TPE's split with a k-means dead zone: l holds the best trials, g only clearly worse ones.
 
@@ -57,7 +81,8 @@ def split_trials_dead_zone(
     trial are the dead zone, in neither list, so a trial as good as the best ones (within the
     clustering's resolution) is never pushed into g. ``above`` is every trial of the worse
     clusters plus the RUNNING, PRUNED and infeasible trials. With few clusters the dead zone is
-    wide; as ``k`` anneals upward it narrows and the split approaches TPE's.
+    wide; as ``k`` anneals upward it narrows and the split approaches TPE's. ``partitioned``
+    as in :func:`split_trials_kmeans`.
 
     Example:
         >>> import optuna
@@ -74,11 +99,20 @@ def split_trials_dead_zone(
         >>> [t.number for t in below], [t.number for t in above]
         ([0], [3, 4])
     """
-    return _split_by_masks(study, trials, lambda scores: _dead_zone_masks(scores, k, n_below))
+    return _split_by_masks(
+        study,
+        partition(trials) if partitioned is None else partitioned,
+        lambda scores: _dead_zone_masks(scores, k, n_below),
+    )
 
 
 def split_trials_rank_dead_zone(
-    study: Study, trials: Sequence[FrozenTrial], k: int, n_below: Callable[[int], int]
+    study: Study,
+    trials: Sequence[FrozenTrial],
+    k: int,
+    n_below: Callable[[int], int],
+    *,
+    partitioned: Partition | None = None,
 ) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
     """:func:`split_trials_dead_zone` with the k-means run on the ranks of the scores.
 
@@ -107,17 +141,26 @@ def split_trials_rank_dead_zone(
         >>> [t.number for t in below], [t.number for t in above]
         ([0], [5])
     """
-    return _split_by_masks(study, trials, lambda scores: _rank_dead_zone_masks(scores, k, n_below))
+    return _split_by_masks(
+        study,
+        partition(trials) if partitioned is None else partitioned,
+        lambda scores: _rank_dead_zone_masks(scores, k, n_below),
+    )
 
 
 def _rank_dead_zone_masks(
     scores: np.ndarray, k: int, n_below: Callable[[int], int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_dead_zone_masks` with the clusters of the average ranks of ``scores``."""
-    ranks, counts, inverse = distinct_average_ranks(scores)
-    labels = kmeans_1d_weighted(ranks, counts.astype(float), k)[inverse]
-    is_below = _best(scores, n_below)
-    return is_below, labels > labels[is_below].max()
+    # Worked in sorted order: l is a prefix of it, and the cluster labels do not decrease
+    # along it, so g is the suffix past the cluster of l's last trial.
+    order = np.argsort(scores, kind="stable")
+    ranks, counts = _sorted_average_ranks(scores[order])
+    labels = np.repeat(kmeans_1d_weighted(ranks, counts.astype(float), k), counts)
+    is_below = _best(order, n_below)
+    is_above = np.empty(scores.size, dtype=bool)
+    is_above[order] = labels > labels[np.count_nonzero(is_below) - 1]
+    return is_below, is_above
 
 
 def distinct_average_ranks(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -132,19 +175,35 @@ def distinct_average_ranks(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
         >>> ranks[inverse].tolist(), counts.tolist()
         ([3.5, 2.0, 3.5, 1.0], [1, 1, 2])
     """
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    return np.cumsum(counts) - (counts - 1) / 2.0, counts, inverse.reshape(-1)
+    order = np.argsort(scores, kind="stable")
+    ranks, counts = _sorted_average_ranks(scores[order])
+    inverse = np.empty(scores.size, dtype=np.intp)
+    inverse[order] = np.repeat(np.arange(counts.size), counts)
+    return ranks, counts, inverse
+
+
+def _sorted_average_ranks(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(average rank of each distinct value, its count) of values sorted in ascending order."""
+    is_first = np.empty(ordered.size, dtype=bool)
+    is_first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=is_first[1:])
+    starts = np.flatnonzero(is_first)
+    # The last rank of each distinct value, and how many share it.
+    ends = np.append(starts[1:], ordered.size)
+    counts = ends - starts
+    return ends - (counts - 1) / 2.0, counts
 
 
 def _split_by_masks(
     study: Study,
-    trials: Sequence[FrozenTrial],
+    partitioned: Partition,
     masks: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
 ) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
     """The shared frame of both splits: ``masks(scores)`` picks l and g among the feasible
     COMPLETE trials; RUNNING, infeasible and PRUNED trials join g; with no feasible COMPLETE
     trial the best PRUNED one is l. Both lists come sorted by trial number."""
-    complete, pruned, above = _partition(trials)
+    complete, pruned, worse = partitioned
+    above = list(worse)
     if complete:
         is_below, is_above = masks(objective_scores(study, complete))
         below = [complete[i] for i in np.flatnonzero(is_below).tolist()]
@@ -161,23 +220,22 @@ def _dead_zone_masks(
     scores: np.ndarray, k: int, n_below: Callable[[int], int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """l: the ``n_below(n)`` lowest scores (stable order); g: the clusters above all of l's."""
-    is_below = _best(scores, n_below)
+    is_below = _best(np.argsort(scores, kind="stable"), n_below)
     labels = _cluster_labels(scores, k)
     return is_below, labels > labels[is_below].max()
 
 
-def _best(scores: np.ndarray, n_below: Callable[[int], int]) -> np.ndarray:
-    """Mask of the ``n_below(n)`` lowest scores (at least 1), ties broken by position."""
-    n_l = min(max(int(n_below(len(scores))), 1), len(scores))
-    is_below = np.zeros(len(scores), dtype=bool)
-    is_below[np.argsort(scores, kind="stable")[:n_l]] = True
+def _best(order: np.ndarray, n_below: Callable[[int], int]) -> np.ndarray:
+    """Mask of the ``n_below(n)`` lowest scores (at least 1), given their stable sorting
+    ``order`` (ties broken by position)."""
+    n_l = min(max(int(n_below(len(order))), 1), len(order))
+    is_below = np.zeros(len(order), dtype=bool)
+    is_below[order[:n_l]] = True
     return is_below
 
 
-def _partition(
-    trials: Sequence[FrozenTrial],
-) -> tuple[list[FrozenTrial], list[FrozenTrial], list[FrozenTrial]]:
-    """(feasible COMPLETE, feasible PRUNED, trials known to be worse: RUNNING and infeasible)."""
+def partition(trials: Sequence[FrozenTrial]) -> Partition:
+    """The :class:`Partition` of ``trials``."""
     complete: list[FrozenTrial] = []
     pruned: list[FrozenTrial] = []
     worse: list[FrozenTrial] = []
@@ -187,14 +245,13 @@ def _partition(
             # Checked before feasibility: a running trial has no constraints yet.
             worse.append(trial)
             continue
-        constraints = trial.constraints
-        if constraints and sum(v for v in constraints.values() if v > 0) > 0:
+        if _optuna_compat.constraint_violation(trial) > 0:
             worse.append(trial)
         elif state == TrialState.COMPLETE:
             complete.append(trial)
         elif state == TrialState.PRUNED:
             pruned.append(trial)
-    return complete, pruned, worse
+    return Partition(complete, pruned, worse)
 
 
 def _by_number(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -207,10 +264,11 @@ def objective_scores(study: Study, trials: Sequence[FrozenTrial]) -> np.ndarray:
     Single objective: the value, negated when maximising. Multi-objective: the non-domination
     rank among ``trials`` (0 for the Pareto front), so that C1 is a band of leading fronts.
     """
-    if len(study.directions) == 1:
-        sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
-        return sign * np.array([cast("float", t.value) for t in trials], dtype=float)
-    signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions])
+    directions = study.directions
+    if len(directions) == 1:
+        sign = -1.0 if directions[0] == StudyDirection.MAXIMIZE else 1.0
+        return sign * np.fromiter(map(_VALUE, trials), float, len(trials))
+    signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions])
     loss_values = np.array([t.values for t in trials], dtype=float) * signs
     return _optuna_compat.non_domination_ranks(loss_values).astype(float)
 

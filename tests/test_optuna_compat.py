@@ -136,3 +136,20 @@ def test_parzen_parameters_are_what_tpe_passes_to_its_estimator_hook() -> None:
     tpe = optuna.samplers.TPESampler()
     assert _optuna_compat._PARZEN_PARAMETERS == tpe._parzen_estimator_parameters
     assert tpe._parzen_estimator_cls is _optuna_compat.ParzenEstimator
+
+
+def test_constraint_violation_is_tpes_infeasibility_score() -> None:
+    distributions: dict[str, BaseDistribution] = {"x": FloatDistribution(0, 1)}
+    for system_attrs in [
+        {},
+        {"kmtpe:k": 4, "kmtpe:relative_params:0": "{}"},
+        {"constraints": [0.5, -1.0, 2.0]},
+        {"constraints:a": -0.5, "kmtpe:k": 4},
+        {"constraints:a": 0.25, "constraints:b": 1.0},
+        {"constraints": [-1.0], "constraints:b": 0.0},
+    ]:
+        trial = optuna.trial.create_trial(
+            params={"x": 0.5}, distributions=distributions, value=1.0, system_attrs=system_attrs
+        )
+        expected = sum(v for v in trial.constraints.values() if v > 0)
+        assert _optuna_compat.constraint_violation(trial) == expected

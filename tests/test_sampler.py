@@ -87,9 +87,9 @@ def test_k_follows_the_trials_in_storage() -> None:
     seen: list[tuple[int, int]] = []
     original = getattr(sampler_module, "split_trials_kmeans")
 
-    def spy(study: optuna.Study, trials: list, k: int) -> Any:
+    def spy(study: optuna.Study, trials: list, k: int, **kwargs: Any) -> Any:
         seen.append((sum(t.state.is_finished() for t in trials), k))
-        return original(study, trials, k)
+        return original(study, trials, k, **kwargs)
 
     sampler = KMeansTPESampler(
         n_startup_trials=5, seed=0, k_schedule=lambda t: 3 + t, split="paper"

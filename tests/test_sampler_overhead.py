@@ -166,7 +166,11 @@ def test_kept_observations_change_no_proposal(
     def observe_afresh(
         self: KMeansTPESampler, study: optuna.Study, trials: Any, space: Any
     ) -> sampler_module._Observations:
+        # Each proposal splits, then observes: the next split starts afresh too.
         self._finished_observations = {}
+        self._finished_partition = sampler_module._FinishedPartition(
+            [], sampler_module.Partition([], [], [])
+        )
         return observe(self, study, trials, space)
 
     monkeypatch.setattr(KMeansTPESampler, "_observations", observe_afresh)
