@@ -299,7 +299,8 @@ def _narrowing_lines(recs: list[dict[str, Any]], summary: dict[str, Any]) -> lis
         "Narrowest width vs rank residual (final test rank minus plain-proxy rank; negative: "
         f"the proxy under-rates narrowed configurations): Kendall tau {tau:.3f}, p {p:.2g}",
         "",
-        "| config | origin | narrowest width | plain | long | final test | test - plain | rank residual |",
+        "| config | origin | narrowest width | plain | long | final test | test - plain "
+        "| rank residual |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for i, (r, w, d) in enumerate(zip(recs, min_width, residual)):
