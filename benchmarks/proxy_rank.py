@@ -282,31 +282,50 @@ def summarise(out: Path, setting: dict[str, Any]) -> dict[str, Any]:
 
 
 def _narrowing_lines(recs: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
-    """Does the trial proxy under-rate narrowed configurations? (adds to ``summary``)
+    """Which configurations does the trial proxy under-rate? (adds to ``summary``)
 
-    Narrowed layers keep only some of the trained channels (``inherit_weights``), so a short
-    trial may score them lower than their final training will: the rank residual (final
-    test rank minus plain-proxy rank) against the narrowest width shows it.
+    Narrowed layers keep only some trained channels (``inherit_weights``) and 2-bit layers
+    start far from the float weights, so a short trial may score them lower than their
+    final training will. For the number of such layers, Kendall tau against the gain
+    (final test minus plain proxy) and against the rank residual (final test rank minus
+    plain-proxy rank; positive: the proxy under-rates those configurations).
     """
-    min_width = np.array([min(r["widths"].values()) for r in recs])
+    features = {
+        "narrowed layers (width < 1)": [sum(w < 1 for w in r["widths"].values()) for r in recs],
+        "2-bit layers": [sum(b == 2 for b in r["bits"].values()) for r in recs],
+    }
+    gain = np.array([r["test"] - r["plain"] for r in recs])
     residual = stats.rankdata([r["test"] for r in recs]) - stats.rankdata(
         [r["plain"] for r in recs]
     )
-    tau, p = stats.kendalltau(min_width, residual)
-    summary["narrowing"] = {"tau_min_width_vs_rank_residual": float(tau), "p": float(p)}
     lines = [
         "",
-        "Narrowest width vs rank residual (final test rank minus plain-proxy rank; negative: "
-        f"the proxy under-rates narrowed configurations): Kendall tau {tau:.3f}, p {p:.2g}",
-        "",
-        "| config | origin | narrowest width | plain | long | final test | test - plain "
-        "| rank residual |",
-        "|---|---|---|---|---|---|---|---|",
+        "| count of | tau vs gain (test - plain) | p | tau vs rank residual | p |",
+        "|---|---|---|---|---|",
     ]
-    for i, (r, w, d) in enumerate(zip(recs, min_width, residual)):
+    summary["under_rating"] = {}
+    for name, x in features.items():
+        tg, pg = stats.kendalltau(x, gain)
+        tr, pr = stats.kendalltau(x, residual)
+        summary["under_rating"][name] = {
+            "tau_gain": tg,
+            "p_gain": pg,
+            "tau_rank": tr,
+            "p_rank": pr,
+        }
+        lines.append(f"| {name} | {tg:.3f} | {pg:.2g} | {tr:.3f} | {pr:.2g} |")
+    lines += [
+        "",
+        "| config | origin | bits | widths | plain | long | final test | test - plain "
+        "| rank residual |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for i, (r, g, d) in enumerate(zip(recs, gain, residual)):
+        bits = list(r["bits"].values())
+        widths = [f"{w:g}" for w in r["widths"].values()]
         lines.append(
-            f"| {i} | {r['origin']} | {w:g} | {r['plain']:.4f} | {r['long']:.4f} "
-            f"| {r['test']:.4f} | {r['test'] - r['plain']:+.4f} | {d:+g} |"
+            f"| {i} | {r['origin']} | {bits} | {', '.join(widths)} | {r['plain']:.4f} "
+            f"| {r['long']:.4f} | {r['test']:.4f} | {g:+.4f} | {d:+g} |"
         )
     return lines
 
