@@ -41,6 +41,7 @@ def test_errors_name_the_command_and_exit_2(
 
 def test_command_line_names_match_their_sources() -> None:
     from optuna_kmtpe._commands import _names
+    from optuna_kmtpe._compress.inherit import NARROW_RULES
     from optuna_kmtpe._compress.limits import OBJECTIVES
     from optuna_kmtpe._compress.search_space import SPACE_RULES
     from optuna_kmtpe._sampler_registry import SEARCH_SAMPLERS
@@ -52,6 +53,7 @@ def test_command_line_names_match_their_sources() -> None:
     assert _names.SPACE_RULES == tuple(r for r in SPACE_RULES if r != "given")
     assert _names.INFEASIBLE_MODES == INFEASIBLE_MODES
     assert _names.CHOICE_RULES == CHOICE_RULES
+    assert _names.NARROW_RULES == NARROW_RULES
     assert _names.OBJECTIVES == OBJECTIVES
     assert _names.PRUNERS == pruning.PRUNERS
     assert _names.DEFAULT_PRUNER == pruning.DEFAULT_PRUNER

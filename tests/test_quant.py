@@ -247,6 +247,50 @@ def test_inherit_weights_slices_replicates_and_preserves_function() -> None:
         inherit_weights(base, build_model("resnet20", 10), plan)
 
 
+def test_inherit_weights_magnitude_keeps_the_largest_channels_in_order() -> None:
+    torch.manual_seed(0)
+    plan = width_plan("small_cnn", 10)
+    base = build_model("small_cnn", 10).eval()
+    norms = _w(base, "conv1").abs().flatten(1).sum(1)
+    keep = torch.sort(torch.argsort(norms, descending=True)[:12]).values
+    assert not torch.equal(keep, torch.arange(12))  # differs from slicing on this seed
+    narrow = inherit_weights(
+        base, build_model("small_cnn", 10, widths=0.75), plan, narrow="magnitude"
+    ).eval()
+    assert torch.equal(_w(narrow, "conv1"), _w(base, "conv1")[keep])
+    # The consumer reads the kept channels: conv2's inputs follow conv1's map.
+    keep2 = torch.sort(
+        torch.argsort(_w(base, "conv2").abs().flatten(1).sum(1), descending=True)[:24]
+    ).values
+    assert torch.equal(_w(narrow, "conv2"), _w(base, "conv2")[keep2][:, keep])
+    # Widening is unaffected by the rule: the function is preserved as with slicing.
+    wide = build_model("small_cnn", 10, widths=[2.0, 2.0, 2.0, 1.0])
+    inherit_weights(base, wide, plan, noise=0.0, narrow="magnitude").eval()
+    x = torch.randn(4, *input_shape("small_cnn"))
+    torch.testing.assert_close(wide(x), base(x), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="`narrow` must be one of"):
+        inherit_weights(base, build_model("small_cnn", 10), plan, narrow="largest")
+
+
+@pytest.mark.parametrize("name", ["fmnist_resnet", "resnet20"])
+def test_inherit_weights_magnitude_through_residual_blocks(name: str) -> None:
+    # The stem's group (the stem and, in resnet20, every layer its identity shortcuts join)
+    # keeps the channels of largest L1 norm summed over the group.
+    torch.manual_seed(0)
+    base = build_model(name, 10).eval()
+    plan = width_plan(name, 10)
+    group = [n for i, n in enumerate(plan.names) if int(plan.leader[i]) == 0]
+    norms = sum(_w(base, n).abs().flatten(1).sum(1).double() for n in group)
+    narrow = build_model(name, 10, widths=0.75)
+    inherit_weights(base, narrow, plan, narrow="magnitude")
+    n = _w(narrow, "conv1").shape[0]
+    keep = torch.sort(torch.argsort(norms, descending=True)[:n]).values
+    assert not torch.equal(keep, torch.arange(n))
+    assert torch.equal(_w(narrow, "conv1"), _w(base, "conv1")[keep])
+    out = narrow.eval()(torch.randn(2, *input_shape(name)))
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+
+
 def test_nan_is_not_hidden_by_the_quantisers() -> None:
     # torch's fake_quantize maps NaN to the zero point; the layers must keep NaN visible so
     # that a diverged candidate is detected (and its trial fails).

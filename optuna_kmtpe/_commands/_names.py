@@ -4,8 +4,9 @@ usage error answers at once. ``tests/test_cli_errors.py`` checks them against th
 :data:`optuna_kmtpe._compress.limits.OBJECTIVES`,
 :mod:`optuna_kmtpe._search.pruning`, the space rules of
 :data:`optuna_kmtpe._compress.search_space.SPACE_RULES` (less the API's ``"given"``),
-:data:`optuna_kmtpe._search.repair.INFEASIBLE_MODES` and
-:data:`optuna_kmtpe._search.choice_rule.CHOICE_RULES`.
+:data:`optuna_kmtpe._search.repair.INFEASIBLE_MODES`,
+:data:`optuna_kmtpe._search.choice_rule.CHOICE_RULES` and
+:data:`optuna_kmtpe._compress.inherit.NARROW_RULES`.
 
 Example:
     >>> SAMPLERS[0], DEFAULT_PRUNER in PRUNERS
@@ -32,3 +33,4 @@ DEFAULT_PRUNER = "successive-halving"
 SPACE_RULES = ("baselines", "paper")
 INFEASIBLE_MODES = ("repair", "penalty")
 CHOICE_RULES = ("speed-band", "score")
+NARROW_RULES = ("first", "magnitude")

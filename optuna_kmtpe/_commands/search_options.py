@@ -1,5 +1,5 @@
 """The options ``kmtpe search`` and ``kmtpe compare`` share about the search space, the warm
-start, infeasible proposals and the choice (docs/search.md)."""
+start, infeasible proposals, the choice and narrowed layers (docs/search.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from optuna_kmtpe._commands._names import CHOICE_RULES
 from optuna_kmtpe._commands._names import INFEASIBLE_MODES
+from optuna_kmtpe._commands._names import NARROW_RULES
 from optuna_kmtpe._commands._names import SPACE_RULES
 
 
@@ -15,7 +16,8 @@ __all__ = ["add_space_options", "space_options"]
 
 
 def add_space_options(group: Any) -> None:
-    """Add ``--space-rule``, ``--warm-start``, ``--infeasible`` and ``--choice-rule``."""
+    """Add ``--space-rule``, ``--warm-start``, ``--infeasible``, ``--choice-rule`` and
+    ``--narrow``."""
     group.add_argument(
         "--space-rule",
         choices=SPACE_RULES,
@@ -45,6 +47,13 @@ def add_space_options(group: Any) -> None:
         help="the chosen configuration: the fastest within one standard error of the best "
         "re-scored mean (speed-band, default) or the best score (score)",
     )
+    group.add_argument(
+        "--narrow",
+        choices=NARROW_RULES,
+        default="first",
+        help="the trained channels a narrowed layer (width < 1) keeps: its first ones "
+        "(first, default) or those of largest L1 weight norm (magnitude)",
+    )
 
 
 def space_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -54,4 +63,5 @@ def space_options(args: argparse.Namespace) -> dict[str, Any]:
         "warm_start": args.warm_start,
         "infeasible": args.infeasible,
         "choice_rule": args.choice_rule,
+        "narrow": args.narrow,
     }

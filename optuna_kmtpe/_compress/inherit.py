@@ -9,7 +9,9 @@ one *channel map* per width group (:func:`channel_maps`: new channel -> trained 
 * By default channel ``j`` of a group with ``n`` channels (old count ``m``) takes the trained
   channel ``j mod m``: narrower groups keep their first ``n`` channels (slicing), wider groups
   repeat channels ``0, 1, ...`` again (replication, as Net2WiderNet, Chen et al. 2016).
-  Depthwise layers follow their input's map.
+  Depthwise layers follow their input's map. With ``narrow="magnitude"`` a narrowed group
+  keeps instead its ``n`` trained channels of largest L1 weight norm (summed over the group's
+  layers), in their original order, as magnitude filter pruning does (Li et al., ICLR 2017).
 * A group fed by a zero-padding channel adapter (ResNet-20's option-A shortcut at a stage
   transition, probed on channel indices) gets a *shortcut-aligned* map
   (:func:`shortcut_aligned_map`): a channel where the widened shortcut adds a copy of trained
@@ -62,12 +64,21 @@ if TYPE_CHECKING:
     from optuna_kmtpe._compress.widths import WidthPlan
 
 
-__all__ = ["channel_maps", "inherit_weights"]
+__all__ = ["NARROW_RULES", "channel_maps", "inherit_weights"]
+
+
+NARROW_RULES = ("first", "magnitude")
 
 
 @torch.no_grad()
 def inherit_weights(
-    source: nn.Module, target: nn.Module, plan: WidthPlan, *, noise: float = 0.01, seed: int = 0
+    source: nn.Module,
+    target: nn.Module,
+    plan: WidthPlan,
+    *,
+    noise: float = 0.01,
+    seed: int = 0,
+    narrow: str = "first",
 ) -> nn.Module:
     """Copy ``source``'s trained parameters and buffers into the width-scaled ``target``.
 
@@ -77,6 +88,8 @@ def inherit_weights(
         plan: The models' :class:`~optuna_kmtpe._compress.widths.WidthPlan`.
         noise: Relative standard deviation of the perturbation of replicated output channels.
         seed: Seed of that perturbation.
+        narrow: Which trained channels a narrowed group keeps: its first ones (``"first"``)
+            or those of largest L1 weight norm (``"magnitude"``); see the module docstring.
 
     Returns:
         ``target``, updated in place.
@@ -94,7 +107,10 @@ def inherit_weights(
             f"Cannot inherit weights between different architectures: the source lacks "
             f"{missing} and has extra {extra}."
         )
-    maps = channel_maps(plan, target)
+    if narrow not in NARROW_RULES:
+        raise ValueError(f"`narrow` must be one of {NARROW_RULES}, got {narrow!r}.")
+    importance = _channel_importance(src, plan) if narrow == "magnitude" else None
+    maps = channel_maps(plan, target, importance=importance)
     layer_index = {name: i for i, name in enumerate(plan.names)}
     generator = torch.Generator().manual_seed(seed)
     for key, new in dst.items():
@@ -114,7 +130,9 @@ def inherit_weights(
     return target
 
 
-def channel_maps(plan: WidthPlan, target: nn.Module) -> dict[int, np.ndarray]:
+def channel_maps(
+    plan: WidthPlan, target: nn.Module, *, importance: dict[int, np.ndarray] | None = None
+) -> dict[int, np.ndarray]:
     """For each layer of ``plan``, the trained output channel behind each channel of ``target``.
 
     Key ``-1`` is the model input (never rescaled). See the module docstring for the rules.
@@ -122,6 +140,8 @@ def channel_maps(plan: WidthPlan, target: nn.Module) -> dict[int, np.ndarray]:
     Args:
         plan: The :class:`~optuna_kmtpe._compress.widths.WidthPlan` of the width-1 model.
         target: The width-scaled model (only its channel counts and adapters are read).
+        importance: Group leader -> one score per trained channel; a narrowed plain group
+            keeps its highest-scoring channels (in index order). ``None``: the first ones.
 
     Returns:
         Layer index -> integer array with one entry per output channel of ``target``'s layer.
@@ -150,9 +170,24 @@ def channel_maps(plan: WidthPlan, target: nn.Module) -> dict[int, np.ndarray]:
             base = _adapter_sources(adapter, int(base_out[inp]), int(plan.out_base[i]))
             wide = _adapter_sources(adapter, len(maps[inp]), new)
             maps[i] = shortcut_aligned_map(base, wide, maps[inp])
+        elif importance is not None and new < plan.out_base[i]:
+            keep = np.argsort(-importance[i], kind="stable")[:new]
+            maps[i] = np.sort(keep)
         else:
             maps[i] = np.arange(new) % plan.out_base[i]
     return maps
+
+
+def _channel_importance(state: dict[str, torch.Tensor], plan: WidthPlan) -> dict[int, np.ndarray]:
+    """Group leader -> L1 norm of each trained output channel, summed over the group's layers."""
+    importance: dict[int, np.ndarray] = {}
+    for i, name in enumerate(plan.names):
+        if plan.depthwise[i]:  # follows its input's map; never narrowed on its own
+            continue
+        norms = state[f"{name}.weight"].detach().abs().flatten(1).sum(1).double().cpu().numpy()
+        leader = int(plan.leader[i])
+        importance[leader] = importance.get(leader, 0.0) + norms
+    return importance
 
 
 def shortcut_aligned_map(

@@ -121,6 +121,7 @@ class CompareConfig:
     warm_start: bool = True
     infeasible: str = "repair"
     choice_rule: str = "speed-band"
+    narrow: str = "first"
     out: str = "kmtpe_runs/compare"
     device: str | None = None
     # torch threads, set before anything trains (None: DEFAULT_THREADS)
@@ -182,6 +183,7 @@ def run_compare(
         hardware=COST_MODELS[cfg.cost_model],
         space_rule=cfg.space_rule,
         infeasible=cfg.infeasible,
+        narrow=cfg.narrow,
     )
     final_train = ZooTrainer(data, cfg.final_lr, cfg.batch_size, device)
     setting = {
@@ -208,6 +210,7 @@ def run_compare(
         "warm_start": cfg.warm_start,
         "infeasible": cfg.infeasible,
         "choice_rule": cfg.choice_rule,
+        "narrow": cfg.narrow,
         "space": search.space.to_dict(),
     }
     atomic_write(out / "setting.json", lambda f: json.dump(setting, f, indent=2))

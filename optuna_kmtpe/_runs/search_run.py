@@ -182,6 +182,7 @@ class SearchConfig:
     warm_start: bool = True
     infeasible: str = "repair"
     choice_rule: str = "speed-band"
+    narrow: str = "first"
     # "memory": DRAM-bound latency at 19.2 GB/s (the default); "compute": the DSP array alone,
     # the reading the paper's speedups follow.
     cost_model: str = "memory"
@@ -348,6 +349,7 @@ def _run(config: SearchConfig, ready: Callable[[], None] | None) -> SearchResult
             reuse_repeats=cfg.reuse_repeats,
             space_rule=cfg.space_rule,
             infeasible=cfg.infeasible,
+            narrow=cfg.narrow,
             device=device,
             seed=cfg.seed,
             progress=progress,

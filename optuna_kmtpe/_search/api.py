@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from optuna_kmtpe._compress.allocate import Allocation
 from optuna_kmtpe._compress.cost import DSPPackingModel
+from optuna_kmtpe._compress.inherit import NARROW_RULES
 from optuna_kmtpe._compress.layers import quantisable_layers
 from optuna_kmtpe._compress.limits import HardwareLimits
 from optuna_kmtpe._compress.limits import METRIC_DIRECTIONS
@@ -270,6 +271,9 @@ class MixedPrecisionSearch:
             Lagrangian penalty without training (the former behaviour).
         reuse_repeats: Reuse the result of an earlier trial with the same bits and widths
             instead of training again.
+        narrow: The trained channels a narrowed layer (width < 1) keeps: its first ones
+            (``"first"``, default) or those of largest L1 weight norm (``"magnitude"``,
+            as filter pruning; measured in docs/results.md).
         device: Where to train (default: where the model is).
         seed: Seeds the traces, the weight inheritance and each trial's training
             (``seed + trial.number``).
@@ -320,6 +324,7 @@ class MixedPrecisionSearch:
         train_infeasible: bool = False,
         infeasible: str = "repair",
         reuse_repeats: bool = True,
+        narrow: str = "first",
         device: str | torch.device | None = None,
         seed: int = 0,
         train_fn: TrainFn | None = None,
@@ -356,6 +361,8 @@ class MixedPrecisionSearch:
             raise ValueError(
                 f"`infeasible` must be one of {INFEASIBLE_MODES}, got {infeasible!r}."
             )
+        if narrow not in NARROW_RULES:
+            raise ValueError(f"`narrow` must be one of {NARROW_RULES}, got {narrow!r}.")
         if limits is not None and not isinstance(limits, HardwareLimits):
             raise TypeError(
                 f"`limits` must be a HardwareLimits (or None), got {type(limits).__name__}."
@@ -429,7 +436,7 @@ class MixedPrecisionSearch:
         self._progress = bool(progress)
         self._traces: dict[str, TraceEstimate] = {}
         self._allocations: dict[str, list[Allocation]] | None = None
-        self._builder = CandidateBuilder(model, self._layers, self._plan, self._seed)
+        self._builder = CandidateBuilder(model, self._layers, self._plan, self._seed, narrow)
         if space is not None:
             if tuple(space.layers) != self._searched:
                 raise ValueError(

@@ -128,12 +128,15 @@ class CandidateBuilder:
         layers: Its quantisable layers, in order.
         plan: Its width plan, or None when widths are not searched.
         seed: Seed of the inheritance noise.
+        narrow: Which trained channels a narrowed layer keeps (``inherit_weights``'s
+            ``narrow``: ``"first"`` or ``"magnitude"``).
     """
 
     base: nn.Module
     layers: tuple[str, ...]
     plan: WidthPlan | None
     seed: int
+    narrow: str = "first"
 
     def build(
         self, bits: Mapping[str, int | None], widths: Sequence[float] | None = None
@@ -144,7 +147,7 @@ class CandidateBuilder:
         if self.plan is not None:
             w = check_widths(1.0 if widths is None else list(widths), self.plan.names)
             net = apply_widths(net, self.plan, w)
-            inherit_weights(self.base, net, self.plan, seed=self.seed)
+            inherit_weights(self.base, net, self.plan, seed=self.seed, narrow=self.narrow)
         elif widths is not None and any(float(x) != 1.0 for x in widths):
             raise ValueError("This search does not scale widths (bits only); pass widths 1.")
         return quantize_model(net, {n: bits[n] for n in self.layers}, inplace=True)
