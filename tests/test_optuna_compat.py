@@ -5,6 +5,8 @@ If these fail on a new Optuna release, repair optuna_kmtpe/_optuna_compat.py (or
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
@@ -140,14 +142,15 @@ def test_parzen_parameters_are_what_tpe_passes_to_its_estimator_hook() -> None:
 
 def test_constraint_violation_is_tpes_infeasibility_score() -> None:
     distributions: dict[str, BaseDistribution] = {"x": FloatDistribution(0, 1)}
-    for system_attrs in [
+    attrs_cases: list[dict[str, Any]] = [
         {},
         {"kmtpe:k": 4, "kmtpe:relative_params:0": "{}"},
         {"constraints": [0.5, -1.0, 2.0]},
         {"constraints:a": -0.5, "kmtpe:k": 4},
         {"constraints:a": 0.25, "constraints:b": 1.0},
         {"constraints": [-1.0], "constraints:b": 0.0},
-    ]:
+    ]
+    for system_attrs in attrs_cases:
         trial = optuna.trial.create_trial(
             params={"x": 0.5}, distributions=distributions, value=1.0, system_attrs=system_attrs
         )

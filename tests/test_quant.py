@@ -280,7 +280,7 @@ def test_inherit_weights_magnitude_through_residual_blocks(name: str) -> None:
     base = build_model(name, 10).eval()
     plan = width_plan(name, 10)
     group = [n for i, n in enumerate(plan.names) if int(plan.leader[i]) == 0]
-    norms = sum(_w(base, n).abs().flatten(1).sum(1).double() for n in group)
+    norms = torch.stack([_w(base, n).abs().flatten(1).sum(1).double() for n in group]).sum(0)
     narrow = build_model(name, 10, widths=0.75)
     inherit_weights(base, narrow, plan, narrow="magnitude")
     n = _w(narrow, "conv1").shape[0]

@@ -19,6 +19,7 @@ import pytest
 from optuna_kmtpe import _repeats
 from optuna_kmtpe import KMeansTPESampler
 import optuna_kmtpe._sampler as sampler_module
+from optuna_kmtpe._split import Partition
 
 
 _NAN = float("nan")
@@ -168,9 +169,7 @@ def test_kept_observations_change_no_proposal(
     ) -> sampler_module._Observations:
         # Each proposal splits, then observes: the next split starts afresh too.
         self._finished_observations = {}
-        self._finished_partition = sampler_module._FinishedPartition(
-            [], sampler_module.Partition([], [], [])
-        )
+        self._finished_partition = sampler_module._FinishedPartition([], Partition([], [], []))
         return observe(self, study, trials, space)
 
     monkeypatch.setattr(KMeansTPESampler, "_observations", observe_afresh)

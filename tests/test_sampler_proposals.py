@@ -16,6 +16,7 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+from typing import Literal
 
 import numpy as np
 import optuna
@@ -91,7 +92,7 @@ def _study(
     space: dict[str, BaseDistribution],
     digits: int,
     *,
-    direction: str = "minimize",
+    direction: Literal["minimize", "maximize"] = "minimize",
     prune: bool = False,
     constraints: bool = False,
     **kwargs: Any,
