@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from typing import Protocol
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,8 +25,20 @@ from optuna_kmtpe._export._layers import QuantSpec
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from collections.abc import Sequence
 
-    from optuna_kmtpe._zoo.data import DataSplits
+
+class _Normalised(Protocol):
+    """What :meth:`PixelInput.of` reads (e.g. ``optuna_kmtpe._zoo.data.DataSplits``)."""
+
+    @property
+    def scale(self) -> float: ...
+
+    @property
+    def mean(self) -> Sequence[float]: ...
+
+    @property
+    def std(self) -> Sequence[float]: ...
 
 
 @dataclass(frozen=True)
@@ -54,7 +67,7 @@ class PixelInput:
             raise ExportError(f"PixelInput bits must be in 1..8, got {self.bits}.")
 
     @classmethod
-    def of(cls, data: DataSplits) -> PixelInput:
+    def of(cls, data: _Normalised) -> PixelInput:
         """The pixel input of a dataset (its ``scale``, ``mean`` and ``std``)."""
         return cls(float(data.scale), tuple(data.mean), tuple(data.std))
 
