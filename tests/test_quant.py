@@ -230,7 +230,9 @@ def test_inherit_weights_slices_replicates_and_preserves_function() -> None:
     torch.manual_seed(0)
     plan = width_plan("small_cnn", 10)
     base = build_model("small_cnn", 10).eval()
-    narrow = inherit_weights(base, build_model("small_cnn", 10, widths=0.75), plan).eval()
+    narrow = inherit_weights(
+        base, build_model("small_cnn", 10, widths=0.75), plan, narrow="first"
+    ).eval()
     assert torch.equal(_w(narrow, "conv1"), _w(base, "conv1")[:12])
     assert torch.equal(_w(narrow, "conv2"), _w(base, "conv2")[:24, :12])
     # fc1 follows a flatten of 32 x 4 x 4: whole 16-feature channel blocks are kept.
@@ -254,9 +256,8 @@ def test_inherit_weights_magnitude_keeps_the_largest_channels_in_order() -> None
     norms = _w(base, "conv1").abs().flatten(1).sum(1)
     keep = torch.sort(torch.argsort(norms, descending=True)[:12]).values
     assert not torch.equal(keep, torch.arange(12))  # differs from slicing on this seed
-    narrow = inherit_weights(
-        base, build_model("small_cnn", 10, widths=0.75), plan, narrow="magnitude"
-    ).eval()
+    # magnitude is the default rule
+    narrow = inherit_weights(base, build_model("small_cnn", 10, widths=0.75), plan).eval()
     assert torch.equal(_w(narrow, "conv1"), _w(base, "conv1")[keep])
     # The consumer reads the kept channels: conv2's inputs follow conv1's map.
     keep2 = torch.sort(

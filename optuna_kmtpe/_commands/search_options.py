@@ -50,9 +50,9 @@ def add_space_options(group: Any) -> None:
     group.add_argument(
         "--narrow",
         choices=NARROW_RULES,
-        default="first",
-        help="the trained channels a narrowed layer (width < 1) keeps: its first ones "
-        "(first, default) or those of largest L1 weight norm (magnitude)",
+        default="magnitude",
+        help="the trained channels a narrowed layer (width < 1) keeps: those of largest L1 "
+        "weight norm (magnitude, default) or its first ones (first, the earlier rule)",
     )
 
 

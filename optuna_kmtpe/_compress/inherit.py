@@ -6,12 +6,13 @@ few epochs from scratch would be scored mostly on its initialisation, so
 :func:`inherit_weights` copies the trained weights over instead, channel by channel, through
 one *channel map* per width group (:func:`channel_maps`: new channel -> trained channel):
 
-* By default channel ``j`` of a group with ``n`` channels (old count ``m``) takes the trained
-  channel ``j mod m``: narrower groups keep their first ``n`` channels (slicing), wider groups
-  repeat channels ``0, 1, ...`` again (replication, as Net2WiderNet, Chen et al. 2016).
-  Depthwise layers follow their input's map. With ``narrow="magnitude"`` a narrowed group
-  keeps instead its ``n`` trained channels of largest L1 weight norm (summed over the group's
-  layers), in their original order, as magnitude filter pruning does (Li et al., ICLR 2017).
+* Channel ``j`` of a widened group with ``n`` channels (old count ``m``) takes the trained
+  channel ``j mod m``: wider groups repeat channels ``0, 1, ...`` again (replication, as
+  Net2WiderNet, Chen et al. 2016). A narrowed group keeps by default (``narrow="magnitude"``)
+  its ``n`` trained channels of largest L1 weight norm (summed over the group's layers), in
+  their original order, as magnitude filter pruning does (Li et al., ICLR 2017); with
+  ``narrow="first"`` (the rule before it was measured, docs/results.md) its first ``n``
+  channels (slicing). Depthwise layers follow their input's map.
 * A group fed by a zero-padding channel adapter (ResNet-20's option-A shortcut at a stage
   transition, probed on channel indices) gets a *shortcut-aligned* map
   (:func:`shortcut_aligned_map`): a channel where the widened shortcut adds a copy of trained
@@ -38,8 +39,8 @@ any per-stage widening with ``2 w_next - w_prev >= 1`` up to rounding (e.g. 1.12
 1.5), but e.g. stages at 1.25 / 1 / 1 do not: the 20 shortcut channels leave only 12 of
 stage 2's 16 zero-padded trained channels a place. Such networks, and narrowed ones (any
 multiplier ``< 1``), lose the trained channels without a place and are only a starting
-point for training: narrowed groups keep their first channels, or, behind a shortcut, the
-channels the shortcut lines up with and then the first zero-padded ones.
+point for training: narrowed groups keep their largest (or first) channels, or, behind a
+shortcut, the channels the shortcut lines up with and then the first zero-padded ones.
 
 Example:
     >>> import torch
@@ -78,7 +79,7 @@ def inherit_weights(
     *,
     noise: float = 0.01,
     seed: int = 0,
-    narrow: str = "first",
+    narrow: str = "magnitude",
 ) -> nn.Module:
     """Copy ``source``'s trained parameters and buffers into the width-scaled ``target``.
 
@@ -88,8 +89,9 @@ def inherit_weights(
         plan: The models' :class:`~optuna_kmtpe._compress.widths.WidthPlan`.
         noise: Relative standard deviation of the perturbation of replicated output channels.
         seed: Seed of that perturbation.
-        narrow: Which trained channels a narrowed group keeps: its first ones (``"first"``)
-            or those of largest L1 weight norm (``"magnitude"``); see the module docstring.
+        narrow: Which trained channels a narrowed group keeps: those of largest L1 weight
+            norm (``"magnitude"``, default) or its first ones (``"first"``); see the module
+            docstring.
 
     Returns:
         ``target``, updated in place.

@@ -121,7 +121,7 @@ class CompareConfig:
     warm_start: bool = True
     infeasible: str = "repair"
     choice_rule: str = "speed-band"
-    narrow: str = "first"
+    narrow: str = "magnitude"
     out: str = "kmtpe_runs/compare"
     device: str | None = None
     # torch threads, set before anything trains (None: DEFAULT_THREADS)
@@ -318,7 +318,7 @@ def _limits(cfg: CompareConfig, model: str, num_classes: int) -> HardwareLimits:
         min_speedup=cfg.min_speedup,
         default_size=lambda: (
             cost.baseline().size_mb * cfg.avg_bits / 16.0,
-            f"{cfg.avg_bits:g} bits per weight, width 1",
+            f"--avg-bits {cfg.avg_bits:g}: that many bits per weight at width 1",
         ),
         ebops=cfg.ebops,
     )

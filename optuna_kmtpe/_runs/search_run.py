@@ -182,7 +182,7 @@ class SearchConfig:
     warm_start: bool = True
     infeasible: str = "repair"
     choice_rule: str = "speed-band"
-    narrow: str = "first"
+    narrow: str = "magnitude"
     # "memory": DRAM-bound latency at 19.2 GB/s (the default); "compute": the DSP array alone,
     # the reading the paper's speedups follow.
     cost_model: str = "memory"

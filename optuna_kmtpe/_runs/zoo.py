@@ -152,7 +152,7 @@ def zoo_limits(
         )
     if size_mb is None and latency_ms is None and ebops is None and default_size is not None:
         size_mb, why = default_size()
-        notes.append(f"no limit given: size <= {size_mb:.6g} MB ({why})")
+        notes.append(f"size <= {size_mb:.6g} MB ({why}; no other limit given)")
     if notes:
         _logger.info(f"limits: {'; '.join(notes)}")
     return HardwareLimits(size_mb=size_mb, latency_ms=latency_ms, ebops=ebops)

@@ -271,9 +271,9 @@ class MixedPrecisionSearch:
             Lagrangian penalty without training (the former behaviour).
         reuse_repeats: Reuse the result of an earlier trial with the same bits and widths
             instead of training again.
-        narrow: The trained channels a narrowed layer (width < 1) keeps: its first ones
-            (``"first"``, default) or those of largest L1 weight norm (``"magnitude"``,
-            as filter pruning; measured in docs/results.md).
+        narrow: The trained channels a narrowed layer (width < 1) keeps: those of largest
+            L1 weight norm (``"magnitude"``, default, as filter pruning) or its first ones
+            (``"first"``, the earlier rule); measured in docs/results.md.
         device: Where to train (default: where the model is).
         seed: Seeds the traces, the weight inheritance and each trial's training
             (``seed + trial.number``).
@@ -324,7 +324,7 @@ class MixedPrecisionSearch:
         train_infeasible: bool = False,
         infeasible: str = "repair",
         reuse_repeats: bool = True,
-        narrow: str = "first",
+        narrow: str = "magnitude",
         device: str | torch.device | None = None,
         seed: int = 0,
         train_fn: TrainFn | None = None,

@@ -136,7 +136,7 @@ class CandidateBuilder:
     layers: tuple[str, ...]
     plan: WidthPlan | None
     seed: int
-    narrow: str = "first"
+    narrow: str = "magnitude"
 
     def build(
         self, bits: Mapping[str, int | None], widths: Sequence[float] | None = None
