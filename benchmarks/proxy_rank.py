@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from optuna_kmtpe import DSPPackingModel
 from optuna_kmtpe import HardwareLimits
 from optuna_kmtpe import MixedPrecisionSearch
+from optuna_kmtpe._compress.inherit import NARROW_RULES
 from optuna_kmtpe._compress.search_space import DEFAULT_BITS
 from optuna_kmtpe._compress.search_space import DEFAULT_WIDTHS
 from optuna_kmtpe._search.checkpoint import atomic_write
@@ -264,7 +265,8 @@ def summarise(out: Path, setting: dict[str, Any]) -> dict[str, Any]:
         f"# Proxy ranking: {setting['dataset_label']}",
         "",
         f"{len(recs)} configurations, size <= {setting['limits']}; trial {setting['epochs']} "
-        f"epochs, final {setting['final_epochs']} epochs; final test accuracy "
+        f"epochs, final {setting['final_epochs']} epochs; narrowed layers keep their "
+        f"{setting.get('narrow', 'first')} channels; final test accuracy "
         f"{test.min():.4f}-{test.max():.4f}.",
         "",
         "| proxy | Kendall tau vs final test | 90% bootstrap interval | p |",
@@ -352,6 +354,13 @@ def main() -> None:
         help="the proxies train on a fixed subset of N training images (0: all), as "
         "kmtpe compare --trial-subset; the final training uses all",
     )
+    p.add_argument(
+        "--narrow",
+        choices=NARROW_RULES,
+        default="magnitude",
+        help="the trained channels a narrowed layer keeps (kmtpe search --narrow); the "
+        "committed runs before the magnitude default used first",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--shard", default="0/1", help="i/n: measure every n-th configuration")
     p.add_argument("--out", default="kmtpe_runs/proxy-rank")
@@ -389,6 +398,7 @@ def main() -> None:
             2,
         ),
         seed=0,
+        narrow=args.narrow,
     )
     setting = {
         "dataset": args.dataset,
@@ -401,6 +411,7 @@ def main() -> None:
         "final_train_images": len(data.train[1]),
         "lr": args.lr,
         "final_lr": args.final_lr,
+        "narrow": args.narrow,
         "base_test": zoo_train.evaluate(base, data, "test"),
     }
     confs = configurations(search, args.configs, np.random.default_rng(0))
