@@ -7,6 +7,7 @@ import ast
 import itertools
 from pathlib import Path
 from typing import Any
+from typing import TYPE_CHECKING
 
 import optuna
 import pytest
@@ -21,7 +22,12 @@ from optuna_kmtpe._search.choice_rule import pick
 from optuna_kmtpe._search.choice_rule import Scored
 from optuna_kmtpe._search.choice_rule import tie_band
 from optuna_kmtpe._search.selection import candidates
+from optuna_kmtpe._search.selection import speed_reference
 from tests._logs import captured_logs
+
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
 
 
 torch.set_num_threads(1)
@@ -199,10 +205,9 @@ def test_the_speed_rule_takes_the_faster_of_equal_scores() -> None:
     assert search.best(study).speedup == max(speed.values())
     smallest = min(t.user_attrs["size_mb"] for t in study.trials)
     assert search.best(study, choice_rule="score").size_mb == smallest
-    # Re-scoring also re-scores the fastest warm-start configuration (the speed reference).
+    # Re-scoring also re-scores the speed reference.
     top = candidates(study)[0]
-    warm = [t for t in study.trials if "warm_start" in t.user_attrs]
-    fastest = max(warm, key=lambda t: t.user_attrs["speedup"])
+    (fastest,) = speed_reference(candidates(study))
     n = len(record.calls)
     chosen = search.best(study, rescore=1, rescore_repeats=1)
     assert len(record.calls) - n == 1 + (top.number != fastest.number)
@@ -211,7 +216,7 @@ def test_the_speed_rule_takes_the_faster_of_equal_scores() -> None:
     with captured_logs() as logs:
         small = search.best(study, choice_rule="score")
     slower = small.speedup < fastest.user_attrs["speedup"]
-    assert slower == any("slower than the fastest baseline" in m for m in logs)
+    assert slower == any("slower than the fastest baseline choice" in m for m in logs)
     assert slower  # here the smallest configuration is not the fastest
 
 
@@ -243,3 +248,22 @@ def test_the_baselines_do_not_reach_the_search_api() -> None:
 def test_bad_rules_are_refused(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="must be one of"):
         _search(**bad)
+
+
+def test_the_speed_reference_is_a_baseline_choice_not_any_fast_warm_start() -> None:
+    def trial(number: int, accuracy: float, speedup: float, method: str | None) -> FrozenTrial:
+        attrs: dict[str, Any] = {"accuracy": accuracy, "speedup": speedup}
+        if method is not None:
+            attrs["warm_start"] = method
+        t = optuna.trial.create_trial(value=accuracy, user_attrs=attrs)
+        t.number = number
+        return t
+
+    pool = [
+        trial(0, 0.85, 8.2, "uniform"),  # uniform's choice on the proxy
+        trial(1, 0.20, 9.3, "uniform"),  # faster, but 2-bit: nobody would pick it
+        trial(2, 0.87, 6.3, "ilp"),
+        trial(3, 0.90, 12.0, None),  # not a warm start
+    ]
+    assert [t.number for t in speed_reference(pool)] == [0]
+    assert speed_reference(pool[3:]) == []

@@ -66,6 +66,7 @@ from optuna_kmtpe._search.pruning import DEFAULT_PRUNER
 from optuna_kmtpe._search.pruning import make_pruner
 from optuna_kmtpe._search.pruning import PRUNERS
 from optuna_kmtpe._search.selection import candidates
+from optuna_kmtpe._search.selection import speed_reference
 from optuna_kmtpe._zoo import train as _train
 from optuna_kmtpe._zoo.data import load_dataset
 from optuna_kmtpe._zoo.data import train_subset
@@ -364,10 +365,9 @@ def _search_record(
     seconds = time.perf_counter() - t0
     pool = candidates(study)
     rescored = min(cfg.rescore, len(pool))
-    warm = [t for t in pool if "warm_start" in t.user_attrs]
-    if cfg.rescore and cfg.choice_rule == "speed-band" and warm:  # + the speed reference
-        fastest = max(warm, key=lambda t: float(t.user_attrs["speedup"]))
-        rescored += fastest.number not in {t.number for t in pool[: cfg.rescore]}
+    if cfg.rescore and cfg.choice_rule == "speed-band":  # + the speed reference
+        top = {t.number for t in pool[: cfg.rescore]}
+        rescored += sum(t.number not in top for t in speed_reference(pool))
     epochs = [int(t.user_attrs.get(EPOCHS_TRAINED, 0)) for t in study.trials]
     rescore_epochs = rescored * cfg.rescore_repeats * cfg.epochs
     return {

@@ -67,6 +67,7 @@ from optuna_kmtpe._search.repair import INFEASIBLE_MODES
 from optuna_kmtpe._search.selection import candidates
 from optuna_kmtpe._search.selection import rescore_top
 from optuna_kmtpe._search.selection import rescoring_record
+from optuna_kmtpe._search.selection import speed_reference
 from optuna_kmtpe._search.space import estimate_space
 from optuna_kmtpe._search.space import widen_space
 
@@ -678,9 +679,10 @@ class MixedPrecisionSearch:
             rescore: Re-train the ``rescore`` best distinct configurations
                 ``rescore_repeats`` more times with fresh seeds (each like a trial) and
                 choose by the mean score (:mod:`optuna_kmtpe._search.selection`); 0 takes
-                the trials' single scores as they are. With ``"speed-band"`` the fastest
-                warm-start configuration is re-scored too, so the baseline to beat on speed
-                is compared on the same footing.
+                the trials' single scores as they are. With ``"speed-band"`` the speed
+                reference (:func:`~optuna_kmtpe._search.selection.speed_reference`: the
+                fastest of the baselines' proxy choices among the warm starts) is re-scored
+                too, so the baseline to beat on speed is compared on the same footing.
             rescore_repeats: Re-scores per configuration.
             choice_rule: ``"speed-band"`` or ``"score"``.
             tie_band: The band in score units; default one standard error of a re-scored
@@ -704,7 +706,7 @@ class MixedPrecisionSearch:
         rescored: dict[int, float] = {}
         rescoring: list[dict[str, Any]] = []
         if rescore > 0:
-            reference = _fastest_warm_start(pool) if choice_rule == "speed-band" else []
+            reference = speed_reference(pool) if choice_rule == "speed-band" else []
             ranked = rescore_top(
                 study, self.objective(), top=rescore, repeats=rescore_repeats, extra=reference
             )
@@ -717,7 +719,7 @@ class MixedPrecisionSearch:
             band = tie_band_of(scored)
         chosen = trials[pick(scored, choice_rule, band).trial]
         a = chosen.user_attrs
-        _say_if_slower(chosen, _fastest_warm_start(pool), {e.trial: e.mean for e in scored})
+        _say_if_slower(chosen, speed_reference(pool), {e.trial: e.mean for e in scored})
         return BestConfiguration(
             trial=chosen.number,
             bits=dict(zip(a["layers"], a["bits"])),
@@ -848,23 +850,16 @@ def choose(study: optuna.Study) -> FrozenTrial | None:
     return best
 
 
-def _fastest_warm_start(pool: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """The fastest warm-start trial of ``pool`` (the speed reference a re-scored choice
-    also re-scores), or none."""
-    warm = [t for t in pool if "warm_start" in t.user_attrs]
-    return [max(warm, key=lambda t: float(t.user_attrs["speedup"]))] if warm else []
-
-
 def _say_if_slower(
     chosen: FrozenTrial, reference: Sequence[FrozenTrial], means: Mapping[int, float]
 ) -> None:
-    """Log when the chosen configuration is slower than the fastest warm-start one."""
+    """Log when the chosen configuration is slower than the speed reference."""
     for ref in reference:
         speed, own = float(ref.user_attrs["speedup"]), float(chosen.user_attrs["speedup"])
         if speed > own:
             _logger.warning(
                 f"The chosen configuration (trial {chosen.number}, speedup {own:.2f}x) is "
-                f"slower than the fastest baseline one tried (trial {ref.number}, "
+                f"slower than the fastest baseline choice tried (trial {ref.number}, "
                 f"{ref.user_attrs['warm_start']}, {speed:.2f}x, score "
                 f"{means.get(ref.number, float(ref.user_attrs['accuracy'])):.4f} against "
                 f"{means.get(chosen.number, float(chosen.user_attrs['accuracy'])):.4f}); pass "
