@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
 import json
 from pathlib import Path
 import re
@@ -27,6 +28,7 @@ from optuna_kmtpe import MixedPrecisionSpace
 from optuna_kmtpe._compress.loops import DivergenceError
 from optuna_kmtpe._runs.compare_run import CompareConfig
 from optuna_kmtpe._runs.compare_run import run_compare
+from optuna_kmtpe._runs.zoo import SearchError
 from optuna_kmtpe._search.selection import rescore_top
 from optuna_kmtpe.cli import main
 
@@ -222,6 +224,12 @@ def test_compare_command_end_to_end_and_resume(tmp_path: Path) -> None:
     )  # fmt: skip
     run_compare(cfg, on_run=seen.append)
     assert seen == []  # every run was there: nothing was run again
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").iterdir()} == before
+    # A resume with other options is refused before anything is written.
+    setting = (out / "setting.json").read_text()
+    with pytest.raises(SearchError, match="narrow: 'magnitude' there, 'first' now"):
+        run_compare(replace(cfg, narrow="first"))
+    assert (out / "setting.json").read_text() == setting
     assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").iterdir()} == before
 
 

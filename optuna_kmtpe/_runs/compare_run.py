@@ -21,7 +21,9 @@ every method, and every method's configuration gets the same final training:
 
 Each (method, seed) is written to ``OUT/runs/METHOD-seedS.json`` as soon as it is done and is
 skipped when that file exists, so a killed run resumes, and several processes may share one
-``OUT`` with different ``--methods``. The summary (``comparison.json``, ``comparison.md``,
+``OUT`` with different ``--methods``; a resume with other options than those in
+``OUT/setting.json`` is refused (:func:`check_resume`), so one summary never mixes two
+experiments. The summary (``comparison.json``, ``comparison.md``,
 ``comparison.png``, ``explored.csv``) is rebuilt from every run file present.
 """
 
@@ -214,6 +216,7 @@ def run_compare(
         "narrow": cfg.narrow,
         "space": search.space.to_dict(),
     }
+    check_resume(out / "setting.json", setting)
     atomic_write(out / "setting.json", lambda f: json.dump(setting, f, indent=2))
     baselines: dict[str, Any] = {}
     for method in cfg.methods:
@@ -247,6 +250,50 @@ def run_compare(
             if on_run is not None:
                 on_run(record)
     return compare_report.write_summary(out)
+
+
+#: Keys of ``setting.json`` added after results were committed, with the value those results
+#: used (a setting without the key was made with it).
+_LEGACY_SETTING = {"narrow": "first"}
+#: Wording only: may change between versions without changing the experiment.
+_TEXT_KEYS = frozenset({"dataset_label", "training"})
+
+
+def check_resume(path: Path, setting: dict[str, Any]) -> None:
+    """Refuse to add runs to ``path``'s folder when its earlier runs used other options.
+
+    Example:
+        >>> import tempfile
+        >>> p = Path(tempfile.mkdtemp()) / "setting.json"
+        >>> check_resume(p, {"narrow": "magnitude"})  # nothing there yet: fine
+        >>> _ = p.write_text('{"trials": 30}')  # made before --narrow existed
+        >>> check_resume(p, {"trials": 30, "narrow": "magnitude"})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        optuna_kmtpe._runs.zoo.SearchError: ... (narrow: 'first' there, 'magnitude' now). ...
+
+    Raises:
+        SearchError: A key of both settings differs (named with both values).
+    """
+    if not path.is_file():
+        return
+    before = {**_LEGACY_SETTING, **json.loads(path.read_text())}
+    differ = [
+        f"{k}: {before[k]!r} there, {v!r} now"
+        for k, v in setting.items()
+        if k in before and k not in _TEXT_KEYS and _plain(before[k]) != _plain(v)
+    ]
+    if differ:
+        raise SearchError(
+            f"{path.parent} holds runs made with other options ({'; '.join(differ)}). "
+            "Resume with the same options, or pass another --out for the new setting; "
+            "nothing was written."
+        )
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON would give it back (tuples as lists)."""
+    return json.loads(json.dumps(value))
 
 
 def _check(config: CompareConfig) -> SearchConfig:
