@@ -13,11 +13,16 @@ Two checks keep the total at ``target`` without any coordinator:
   trials plus the RUNNING ones reach ``target`` (Optuna's ``MaxTrialsCallback`` with the
   in-flight trials added, so that no worker starts a trial the others already cover).
 - :func:`claim`, called first in the objective: the trial goes on only if the counted trials
-  plus the in-flight (RUNNING or WAITING) trials *numbered below it* leave room. Otherwise it
-  is marked ``surplus`` and fails before suggesting anything (not counted, never re-run).
-  Trial numbers are handed out in creation order, so of any ``target + 1`` trials the one
-  numbered last sees the other ``target`` and steps back: the total cannot exceed
+  plus the in-flight (RUNNING or WAITING) trials *numbered at or below it* leave room.
+  Otherwise it is marked ``surplus`` and fails before suggesting anything (not counted, never
+  re-run). Trial numbers are handed out in creation order, so of any ``target + 1`` trials the
+  one numbered last sees the other ``target`` and steps back: the total cannot exceed
   ``target``. The callback makes this rare (two workers finishing at the same moment).
+  "At or below", not "below": Optuna's RDB storage numbers a trial by counting the committed
+  trials created before it, so two trials created at the same moment on PostgreSQL can share
+  a number, and the one that commits first cannot see the other when it claims. Counting
+  equal numbers as ahead makes the later one step back (two that see each other both do;
+  the workers then ask again, so the budget is still filled).
 """
 
 from __future__ import annotations
@@ -95,9 +100,10 @@ def claim(trial: optuna.Trial, target: int) -> None:
     Call it first in the objective, before any ``suggest_*``. A trial that runs records
     ``host:pid`` of its process in the user attribute ``worker``.
     """
-    others = [t for t in trial.study.get_trials(deepcopy=False) if t.number != trial.number]
+    own_id = trial._trial_id
+    others = [t for t in trial.study.get_trials(deepcopy=False) if t._trial_id != own_id]
     done = sum(is_counted(t) for t in others)
-    ahead = sum(t.state.name in _IN_FLIGHT and t.number < trial.number for t in others)
+    ahead = sum(t.state.name in _IN_FLIGHT and t.number <= trial.number for t in others)
     if done + ahead < target:
         trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
     else:

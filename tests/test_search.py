@@ -349,7 +349,7 @@ def test_rescoring_is_saved_printed_and_reported(tmp_path: Path) -> None:
     result = run_search(_tiny(tmp_path, rescore=3, rescore_repeats=2, final_epochs=0))
     saved = json.loads((tmp_path / "result.json").read_text())["rescoring"]
     assert saved == json.loads((tmp_path / "best_config.json").read_text())["rescoring"]
-    assert 1 <= len(saved) <= 3 + 1  # the best 3, and the fastest warm-start configuration
+    assert 1 <= len(saved) <= 3 + 1  # the best 3, and the speed reference
     study = _study(tmp_path, "kmtpe-small_cnn-digits")
     for c in saved:
         t = study.trials[c["trial"]]
