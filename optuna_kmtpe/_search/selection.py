@@ -160,17 +160,26 @@ def speed_reference(pool: Sequence[FrozenTrial]) -> list[FrozenTrial]:
 
     Not simply the fastest warm start: at 2 bits per weight that is uniform 2-bit at width
     1, which scores 20% on Fashion-MNIST and no one would pick.
+
+    Example:
+        >>> from optuna.trial import create_trial
+        >>> def warm(method, accuracy, speedup):
+        ...     attrs = {"warm_start": method, "accuracy": accuracy, "speedup": speedup}
+        ...     return create_trial(value=accuracy, user_attrs=attrs)
+        >>> pool = [warm("uniform", 0.85, 8.2), warm("uniform", 0.20, 9.3), warm("ilp", 0.87, 6.3)]
+        >>> [t.user_attrs["speedup"] for t in speed_reference(pool)]
+        [8.2]
     """
     best: dict[str, FrozenTrial] = {}
     for t in pool:
         method = t.user_attrs.get("warm_start")
-        if method is None:
-            continue
-        if method not in best or _proxy_key(t) > _proxy_key(best[method]):
+        if method is not None and (method not in best or _proxy_key(t) > _proxy_key(best[method])):
             best[method] = t
-    refs = list(best.values())
-    return [max(refs, key=lambda t: float(t.user_attrs["speedup"]))] if refs else []
+    if not best:
+        return []
+    return [max(best.values(), key=lambda t: float(t.user_attrs["speedup"]))]
 
 
 def _proxy_key(t: FrozenTrial) -> tuple[float, float]:
+    """A warm start's rank within its method: proxy score, then speed."""
     return float(t.user_attrs["accuracy"]), float(t.user_attrs["speedup"])
