@@ -140,7 +140,13 @@ def test_two_commands_on_one_storage_run_trials_in_total(
     assert all(b"trials only (--no-final)" in out for out, _ in outputs)
     study = optuna.load_study(study_name=name, storage=storage)
     assert counted(study) == 8  # not 2 + 6 + 6
-    assert sum(SURPLUS not in t.user_attrs for t in study.trials) == 8
+    # Both commands enqueue the warm starts at the same moment; Optuna's skip_if_exists can
+    # then queue one twice (seen under load: a WAITING copy left over). It never runs here, and
+    # a later resume would find the budget full and mark it surplus.
+    started = [t for t in study.trials if t.state.name != "WAITING"]
+    ran = [t for t in started if SURPLUS not in t.user_attrs]
+    assert len(ran) == 8, [(t.number, t.state.name) for t in study.trials]
+    assert all("warm_start" in t.user_attrs for t in study.trials if t.state.name == "WAITING")
     assert not any((tmp_path / f"m{i}" / "result.json").exists() for i in (1, 2))
 
 
