@@ -57,7 +57,7 @@ def test_budget_counts_finished_and_earlier_in_flight_trials() -> None:
 
 def test_budget_steps_back_for_an_in_flight_trial_with_the_same_number() -> None:
     # PostgreSQL can give two trials created at the same moment one number (Optuna counts the
-    # committed trials before it); in CI two workers then both ran and the study got 9 of 8.
+    # committed trials before it); both workers could then run and the study hold 9 of 8.
     study = optuna.create_study()
     study.tell(study.ask(), 1.0)
     mine, theirs = study.ask(), study.ask()
