@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 # Above this many distinct values the dense O(n^2)-per-level DP is slower than the
 # divide-and-conquer one (measured with benchmarks/bench_sampler_overhead.py's value sizes).
 _DENSE_MAX_POINTS = 400
+# Largest number of ranks whose cubed cluster sizes stay exact in float64 (n ** 3 < 2 ** 53).
+_MAX_RANKS = 200_000
 # The cells j >= i of the dense DP's [end i, start j] cost matrix, which hold no cluster.
 _UPPER_TRIANGLE = np.triu(np.ones((_DENSE_MAX_POINTS + 1, _DENSE_MAX_POINTS + 1), dtype=bool))
 
@@ -105,8 +107,74 @@ def kmeans_1d_weighted(points: np.ndarray, weights: np.ndarray, k: int) -> np.nd
         return np.zeros(n, dtype=int)
     if k == n:
         return np.arange(n)
-    starts = _optimal_cluster_starts(points, weights, k)
-    # Cluster id of each point: how many cluster starts lie at or before it, minus 1.
+    return _labels_of_starts(_optimal_cluster_starts(points, weights, k), n)
+
+
+def rank_clusters(counts: np.ndarray, k: int) -> np.ndarray:
+    """Optimal 1-D k-means labels of average ranks, from the sizes of their tie groups.
+
+    ``counts[g]`` values share the ``g``-th lowest value; each is ranked by the mean of the
+    ranks its group spans (as ``scipy.stats.rankdata`` ranks them). The result equals
+    :func:`kmeans_1d_weighted` of those ranks and counts up to ties between equally good
+    partitions, but is exact and cheap: a cluster spanning ``s`` consecutive ranks costs
+    ``(s**3 - s) / 12`` less its tie groups' own spread, which no partition changes, so the
+    optimum minimises the sum of cubed cluster sizes, an integer. Without ties the answer is
+    closed-form (sizes ``n // k`` and ``n // k + 1``, the larger ones last); with ties the
+    same dynamic programme as :func:`kmeans_1d_weighted` runs on the integer costs. Of equally
+    good partitions the one with the larger clusters last is returned, as the programme's
+    first-index rule gives in exact arithmetic.
+
+    Example:
+        >>> rank_clusters(np.array([1, 1, 1, 1, 1]), 2).tolist()
+        [0, 0, 1, 1, 1]
+        >>> rank_clusters(np.array([3, 1, 1, 1]), 2).tolist()
+        [0, 1, 1, 1]
+    """
+    counts = np.asarray(counts)
+    n_groups = counts.size
+    k = min(k, n_groups)
+    if k == 1:
+        return np.zeros(n_groups, dtype=int)
+    if k == n_groups:
+        return np.arange(n_groups)
+    ends = np.zeros(n_groups + 1)
+    np.cumsum(counts, out=ends[1:])
+    n = int(ends[-1])
+    if n == n_groups:
+        return _level_cluster_labels(n, k)
+    if n > _MAX_RANKS:
+        ranks = ends[1:] - (counts - 1) / 2.0
+        return kmeans_1d_weighted(ranks, counts.astype(float), k)
+
+    def cost(j: np.ndarray, i: np.ndarray) -> np.ndarray:
+        # Sum of cubed sizes of the clusters of groups j..i-1.
+        return (ends[i] - ends[j]) ** 3
+
+    if n_groups <= _DENSE_MAX_POINTS:
+        sizes = np.subtract.outer(ends, ends)
+        cost_matrix = np.power(sizes, 3, out=sizes)
+        starts = _dense_cluster_starts(_no_cluster_above_diagonal(cost_matrix), k)
+    else:
+        starts = _divide_and_conquer_starts(cost, n_groups, k)
+    return _labels_of_starts(starts, n_groups)
+
+
+def _level_cluster_labels(n: int, k: int) -> np.ndarray:
+    """Labels of ``n`` points in ``k`` contiguous clusters of ``n // k`` points and, last,
+    ``n % k`` of one more: the equal-size optimum of :func:`rank_clusters` without ties."""
+    size, n_larger = divmod(n, k)
+    n_in_smaller = (k - n_larger) * size
+    positions = np.arange(n)
+    return np.where(
+        positions < n_in_smaller,
+        positions // size,
+        k - n_larger + (positions - n_in_smaller) // (size + 1),
+    )
+
+
+def _labels_of_starts(starts: np.ndarray, n: int) -> np.ndarray:
+    """Cluster id of each of ``n`` points: how many cluster ``starts`` lie at or before it,
+    minus 1."""
     return np.searchsorted(starts, np.arange(n), side="right") - 1
 
 
@@ -126,11 +194,40 @@ def _optimal_cluster_starts(x: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
         total = s1[i] - s1[j]
         return np.maximum(s2[i] - s2[j] - total * total / weight, 0.0)
 
-    # best[i]: optimal cost of the first i points in m clusters. Small inputs take one dense
-    # cost matrix, reused by every level; larger ones a divide-and-conquer pass per level
-    # (O(n log n) instead of n^2).
+    # Small inputs take one dense cost matrix, reused by every level; larger ones a
+    # divide-and-conquer pass per level (O(n log n) instead of n^2).
     if n <= _DENSE_MAX_POINTS:
-        return _dense_cluster_starts(s0, s1, s2, k)
+        return _dense_cluster_starts(_sum_of_squares_matrix(s0, s1, s2), k)
+    return _divide_and_conquer_starts(cost, n, k)
+
+
+def _sum_of_squares_matrix(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """[end i, start j] cost matrix of the DP from the prefix sums of the weights ``s0``,
+    weighted values ``s1`` and squares ``s2``: the sum of squares of points j..i-1 around
+    their mean for j < i, inf elsewhere."""
+    # From outer differences of the prefix sums, in place where it can be.
+    total = np.subtract.outer(s1, s1)
+    np.multiply(total, total, out=total)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.divide(total, np.subtract.outer(s0, s0), out=total)
+    cost_matrix = np.subtract.outer(s2, s2)
+    np.subtract(cost_matrix, total, out=cost_matrix)
+    np.maximum(cost_matrix, 0.0, out=cost_matrix)
+    return _no_cluster_above_diagonal(cost_matrix)
+
+
+def _no_cluster_above_diagonal(cost_matrix: np.ndarray) -> np.ndarray:
+    """``cost_matrix`` with inf in its cells j >= i, which hold no cluster (in place)."""
+    size = cost_matrix.shape[0]
+    np.copyto(cost_matrix, np.inf, where=_UPPER_TRIANGLE[:size, :size])
+    return cost_matrix
+
+
+def _divide_and_conquer_starts(
+    cost: Callable[[np.ndarray, np.ndarray], np.ndarray], n: int, k: int
+) -> np.ndarray:
+    """The cluster starts by the DP with one divide-and-conquer pass per level, where
+    ``cost(j, i)`` is the cost of a cluster of points j..i-1."""
     ends = np.arange(n + 1)
     best = np.full(n + 1, np.inf)
     best[1:] = cost(np.zeros(n, dtype=int), ends[1:])
@@ -147,9 +244,9 @@ def _optimal_cluster_starts(x: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
     return starts
 
 
-def _dense_cluster_starts(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, k: int) -> np.ndarray:
-    """The cluster starts by the DP on one (n+1) x (n+1) cost matrix, from the prefix sums of
-    the weights ``s0``, weighted values ``s1`` and squares ``s2``.
+def _dense_cluster_starts(cost_matrix: np.ndarray, k: int) -> np.ndarray:
+    """The cluster starts by the DP on one (n+1) x (n+1) ``cost_matrix``: [i, j] is the cost
+    of a cluster of points j..i-1, inf where j >= i.
 
     Only the end points that an optimum of ``k`` clusters can use are computed: at level m,
     ``i`` points in m clusters need ``m <= i <= n - k + m`` (k - m clusters follow), and the
@@ -158,17 +255,7 @@ def _dense_cluster_starts(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, k: int
     are those of the full DP. The matrix is indexed [end, start], so each argmin runs along
     contiguous memory.
     """
-    n = s0.size - 1
-    # cost_matrix[i, j]: sum of squares of points j..i-1 around their mean for j < i, inf
-    # elsewhere; from outer differences of the prefix sums, in place where it can be.
-    total = np.subtract.outer(s1, s1)
-    np.multiply(total, total, out=total)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        np.divide(total, np.subtract.outer(s0, s0), out=total)
-    cost_matrix = np.subtract.outer(s2, s2)
-    np.subtract(cost_matrix, total, out=cost_matrix)
-    np.maximum(cost_matrix, 0.0, out=cost_matrix)
-    np.copyto(cost_matrix, np.inf, where=_UPPER_TRIANGLE[: n + 1, : n + 1])
+    n = cost_matrix.shape[0] - 1
     width = n - k + 1
     # windows[m - 2] = cost_matrix[m : m + width, m - 1 : m - 1 + width], the block level m
     # reads: one strided view of the matrix, each level's block one step down its diagonal.

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from optuna_kmtpe import _optuna_compat
 from optuna_kmtpe._kmeans1d import kmeans_1d
-from optuna_kmtpe._kmeans1d import kmeans_1d_weighted
+from optuna_kmtpe._kmeans1d import rank_clusters
 
 
 if TYPE_CHECKING:
@@ -155,8 +155,8 @@ def _rank_dead_zone_masks(
     # Worked in sorted order: l is a prefix of it, and the cluster labels do not decrease
     # along it, so g is the suffix past the cluster of l's last trial.
     order = np.argsort(scores, kind="stable")
-    ranks, counts = _sorted_average_ranks(scores[order])
-    labels = np.repeat(kmeans_1d_weighted(ranks, counts.astype(float), k), counts)
+    counts = _tie_counts(scores[order])
+    labels = np.repeat(rank_clusters(counts, k), counts)
     is_below = _best(order, n_below)
     is_above = np.empty(scores.size, dtype=bool)
     is_above[order] = labels > labels[np.count_nonzero(is_below) - 1]
@@ -184,14 +184,17 @@ def distinct_average_ranks(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 
 def _sorted_average_ranks(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(average rank of each distinct value, its count) of values sorted in ascending order."""
+    counts = _tie_counts(ordered)
+    # The last rank of each distinct value, less half the others that share it.
+    return np.cumsum(counts) - (counts - 1) / 2.0, counts
+
+
+def _tie_counts(ordered: np.ndarray) -> np.ndarray:
+    """How many of the values, sorted in ascending order, share each distinct value."""
     is_first = np.empty(ordered.size, dtype=bool)
     is_first[:1] = True
     np.not_equal(ordered[1:], ordered[:-1], out=is_first[1:])
-    starts = np.flatnonzero(is_first)
-    # The last rank of each distinct value, and how many share it.
-    ends = np.append(starts[1:], ordered.size)
-    counts = ends - starts
-    return ends - (counts - 1) / 2.0, counts
+    return np.diff(np.append(np.flatnonzero(is_first), ordered.size))
 
 
 def _split_by_masks(

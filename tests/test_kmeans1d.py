@@ -8,6 +8,8 @@ import pytest
 import optuna_kmtpe._kmeans1d as kmeans1d_module
 from optuna_kmtpe._kmeans1d import annealed_k
 from optuna_kmtpe._kmeans1d import kmeans_1d
+from optuna_kmtpe._kmeans1d import kmeans_1d_weighted
+from optuna_kmtpe._kmeans1d import rank_clusters
 
 
 def _sse(values: np.ndarray, labels: np.ndarray) -> float:
@@ -102,3 +104,94 @@ def test_annealing_schedule() -> None:
     assert annealed_k(1, 4, 0.5) == 8
     assert annealed_k(1000, 3, 1.0) == 3
     assert annealed_k(10**6, 4, 0.98) > 10**9  # No overflow.
+
+
+def _average_ranks(counts: np.ndarray) -> np.ndarray:
+    return np.cumsum(counts) - (counts - 1) / 2.0
+
+
+def _weighted_sse(points: np.ndarray, weights: np.ndarray, labels: np.ndarray) -> float:
+    return _sse(np.repeat(points, weights.astype(int)), np.repeat(labels, weights.astype(int)))
+
+
+def _integer_dp_costs(counts: np.ndarray, k_max: int) -> list[int]:
+    """Least sum of cubed cluster sizes of ``counts``'s groups in k contiguous clusters, for
+    k = 1..k_max, by a plain dynamic programme over Python integers."""
+    ends = [0, *np.cumsum(counts).tolist()]
+    n = len(counts)
+    best = [end**3 for end in ends]
+    costs = [best[n]]
+    for m in range(2, k_max + 1):
+        best = [
+            min((best[j] + (ends[i] - ends[j]) ** 3 for j in range(m - 1, i)), default=10**30)
+            for i in range(n + 1)
+        ]
+        costs.append(best[n])
+    return costs
+
+
+def _cubed_sizes(counts: np.ndarray, labels: np.ndarray) -> int:
+    return sum(int(counts[labels == c].sum()) ** 3 for c in np.unique(labels))
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_rank_clusters_are_optimal_k_means_of_the_ranks(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, 4, size=int(rng.integers(3, 60)))
+    k = int(rng.integers(2, counts.size))
+    labels = rank_clusters(counts, k)
+    assert np.unique(labels).tolist() == list(range(k))
+    assert np.all(np.diff(labels) >= 0)
+    # The same k-means cost as the float DP on the ranks, and the least sum of cubed sizes.
+    ranks = _average_ranks(counts)
+    reference = kmeans_1d_weighted(ranks, counts.astype(float), k)
+    assert _weighted_sse(ranks, counts, labels) == pytest.approx(
+        _weighted_sse(ranks, counts, reference)
+    )
+    assert _cubed_sizes(counts, labels) == _integer_dp_costs(counts, k)[-1]
+
+
+@pytest.mark.parametrize("n", range(2, 70))
+def test_rank_clusters_without_ties_are_level_with_the_larger_clusters_last(n: int) -> None:
+    # The closed form against the integer programme, for every k.
+    counts = np.ones(n, dtype=int)
+    optima = _integer_dp_costs(counts, n)
+    for k in range(1, n + 1):
+        labels = rank_clusters(counts, k)
+        sizes = np.bincount(labels)
+        assert sizes.size == k and sizes.max() - sizes.min() <= 1
+        assert np.all(np.diff(sizes) >= 0)
+        assert _cubed_sizes(counts, labels) == optima[k - 1]
+
+
+def test_rank_clusters_break_ties_between_partitions_like_the_programme() -> None:
+    # Groups (1, 2, 1), k = 2: {1}{2, 1} and {1, 2}{1} both cost 1 + 27; the first-index rule
+    # of the programme puts the larger cluster last.
+    assert rank_clusters(np.array([1, 2, 1]), 2).tolist() == [0, 1, 1]
+    assert rank_clusters(np.array([1, 1, 1, 1, 1]), 2).tolist() == [0, 0, 1, 1, 1]
+
+
+def test_rank_clusters_dense_and_divide_and_conquer_paths_agree(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counts = np.random.default_rng(1).integers(1, 4, size=300)
+    dense = rank_clusters(counts, 40)
+    monkeypatch.setattr(kmeans1d_module, "_DENSE_MAX_POINTS", 0)
+    assert _cubed_sizes(counts, rank_clusters(counts, 40)) == _cubed_sizes(counts, dense)
+
+
+def test_rank_clusters_beyond_exact_integers_fall_back_to_the_float_programme(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counts = np.random.default_rng(2).integers(1, 4, size=50)
+    monkeypatch.setattr(kmeans1d_module, "_MAX_RANKS", 10)
+    ranks = _average_ranks(counts)
+    expected = kmeans_1d_weighted(ranks, counts.astype(float), 7)
+    assert rank_clusters(counts, 7).tolist() == expected.tolist()
+
+
+def test_rank_clusters_degenerate_k() -> None:
+    counts = np.array([2, 1, 3])
+    assert rank_clusters(counts, 1).tolist() == [0, 0, 0]
+    assert rank_clusters(counts, 3).tolist() == [0, 1, 2]
+    assert rank_clusters(counts, 9).tolist() == [0, 1, 2]

@@ -4,9 +4,11 @@
 The recorded studies cover a tabular-like discrete space (the no-repeat rule and its
 enumeration of unseen configurations, a space used up), a continuous / mixed one for every
 split, pruned and infeasible trials, ties, and two objectives; the file also holds the 1-D
-k-means of equally spaced points (the rank split's usual input, where exact ties between
-partitions are broken by rounding). After an intended change of the proposals, rewrite the
-file with ``python -m tests.test_sampler_proposals`` and say why in the commit.
+k-means of equally spaced points and of ranks with ties, and the rank split's clusters of them
+(:func:`~optuna_kmtpe._kmeans1d.rank_clusters`, exact, which breaks ties between equally good
+partitions by a stated rule instead of by rounding). After an intended change of the
+proposals, rewrite the file with ``python -m tests.test_sampler_proposals`` and say why in
+the commit.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import pytest
 from optuna_kmtpe import KMeansTPESampler
 from optuna_kmtpe._kmeans1d import kmeans_1d
 from optuna_kmtpe._kmeans1d import kmeans_1d_weighted
+from optuna_kmtpe._kmeans1d import rank_clusters
 
 
 _RECORDED = Path(__file__).with_name("sampler_proposals.json")
@@ -139,8 +142,8 @@ _CASES: dict[str, Callable[[], list[dict[str, Any]]]] = {
 
 
 def _kmeans_cases() -> dict[str, list[int]]:
-    """Labels of equally spaced points (the rank split's input without ties) and of ranks
-    with ties, for every k that the DP runs on."""
+    """Labels of equally spaced points and of ranks with ties, for every k that the DP runs
+    on, and the rank split's clusters of the same (:func:`rank_clusters`)."""
     labels = {}
     for n in range(3, 131, 7):
         points = np.arange(1.0, n + 1.0)
@@ -152,6 +155,8 @@ def _kmeans_cases() -> dict[str, list[int]]:
         ranks = np.cumsum(counts) - (counts - 1) / 2.0
         for k in (3, 8, 24, n // 2):
             labels[f"ranks {n}, k={k}"] = kmeans_1d_weighted(ranks, counts, k).tolist()
+            labels[f"rank clusters {n}, k={k}"] = rank_clusters(counts, k).tolist()
+            labels[f"rank clusters {n} untied, k={k}"] = rank_clusters(np.ones(n), k).tolist()
     return labels
 
 
