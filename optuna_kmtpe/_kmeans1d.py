@@ -118,9 +118,11 @@ def rank_clusters(counts: np.ndarray, k: int) -> np.ndarray:
     :func:`kmeans_1d_weighted` of those ranks and counts up to ties between equally good
     partitions, but is exact and cheap: a cluster spanning ``s`` consecutive ranks costs
     ``(s**3 - s) / 12`` less its tie groups' own spread, which no partition changes, so the
-    optimum minimises the sum of cubed cluster sizes, an integer. Without ties the answer is
-    closed-form (sizes ``n // k`` and ``n // k + 1``, the larger ones last); with ties the
-    same dynamic programme as :func:`kmeans_1d_weighted` runs on the integer costs. Of equally
+    optimum minimises the sum of cubed cluster sizes, an integer. That sum is least when the
+    sizes are level (``n // k`` and ``n // k + 1``): without ties that is the answer, and with
+    a few ties it usually still is, when the cuts between level clusters can avoid splitting
+    a tie group (:func:`_level_labels_between_ties` finds such cuts). Otherwise the same
+    dynamic programme as :func:`kmeans_1d_weighted` runs on the integer costs. Of equally
     good partitions the one with the larger clusters last is returned, as the programme's
     first-index rule gives in exact arithmetic.
 
@@ -142,6 +144,9 @@ def rank_clusters(counts: np.ndarray, k: int) -> np.ndarray:
     n = int(ends[-1])
     if n == n_groups:
         return _level_cluster_labels(n, k)
+    level = _level_labels_between_ties(ends.astype(np.intp), k)
+    if level is not None:
+        return level
     if n > _MAX_RANKS:
         ranks = ends[1:] - (counts - 1) / 2.0
         return kmeans_1d_weighted(ranks, counts.astype(float), k)
@@ -170,6 +175,42 @@ def _level_cluster_labels(n: int, k: int) -> np.ndarray:
         positions // size,
         k - n_larger + (positions - n_in_smaller) // (size + 1),
     )
+
+
+def _level_labels_between_ties(ends: np.ndarray, k: int) -> np.ndarray | None:
+    """Labels of the tie groups ending at ranks ``ends[1:]`` (``ends[0] == 0``) in ``k``
+    level clusters, the larger ones as far back as they can go; None when every level
+    partition splits a tie group.
+
+    A level partition of ``n`` ranks has ``n % k`` clusters of ``n // k + 1`` and the rest of
+    ``n // k``; after ``m`` clusters, ``j`` of them larger, it has covered ``m * (n // k) + j``
+    ranks, which must be the end of a tie group. Which (m, j) can be reached from (0, 0)
+    through such cuts is one bit set per m (a Python integer, bit j); walking back from
+    (k, n % k), each cluster is the larger one whenever that still leads back to (0, 0),
+    which is the choice of the dynamic programme's first-index rule.
+    """
+    n = int(ends[-1])
+    size, n_larger = divmod(n, k)
+    is_end = np.zeros(n + 1, dtype=bool)
+    is_end[ends] = True
+    covered = np.arange(k + 1)[:, None] * size + np.arange(n_larger + 1)
+    # allowed[m]: bit j is set when m clusters, j of them larger, end at a tie group's end.
+    rows = np.packbits(is_end[covered], axis=1, bitorder="little")
+    allowed = [int.from_bytes(row.tobytes(), "little") for row in rows]
+    reachable = [1]
+    for m in range(1, k + 1):
+        last = reachable[-1]
+        reachable.append((last | last << 1) & allowed[m])
+    if not reachable[k] >> n_larger & 1:
+        return None
+    cluster_ends = np.empty(k, dtype=np.intp)
+    j = n_larger
+    for m in range(k, 0, -1):
+        cluster_ends[m - 1] = m * size + j
+        if j and reachable[m - 1] >> (j - 1) & 1:
+            j -= 1
+    # A group's cluster: how many cluster ends lie at or before its first rank.
+    return np.searchsorted(cluster_ends, ends[:-1], side="right")
 
 
 def _labels_of_starts(starts: np.ndarray, n: int) -> np.ndarray:

@@ -164,6 +164,31 @@ def test_rank_clusters_without_ties_are_level_with_the_larger_clusters_last(n: i
         assert _cubed_sizes(counts, labels) == optima[k - 1]
 
 
+@pytest.mark.parametrize("tie_share", [0.02, 0.1, 0.3, 0.6])
+def test_level_clusters_between_ties_are_the_programmes_clusters(
+    tie_share: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where a level partition avoids every tie group, it is the programme's answer, label for
+    # label; where none does, the shortcut says so.
+    rng = np.random.default_rng(int(tie_share * 100))
+    cases = []
+    for _ in range(150):
+        n = int(rng.integers(3, 120))
+        counts = np.where(rng.random(n) < tie_share, rng.integers(2, 4, size=n), 1)
+        cases.append((counts, int(rng.integers(2, n))))
+    fast = [rank_clusters(counts, k) for counts, k in cases]
+    shortcut = [
+        kmeans1d_module._level_labels_between_ties(np.append(0, np.cumsum(counts)), k)
+        for counts, k in cases
+    ]
+    monkeypatch.setattr(kmeans1d_module, "_level_labels_between_ties", lambda ends, k: None)
+    for (counts, k), labels, level in zip(cases, fast, shortcut):
+        programme = rank_clusters(counts, k)
+        assert labels.tolist() == programme.tolist()
+        sizes = np.bincount(np.repeat(programme, counts))
+        assert (level is not None) == (sizes.max() - sizes.min() <= 1)
+
+
 def test_rank_clusters_break_ties_between_partitions_like_the_programme() -> None:
     # Groups (1, 2, 1), k = 2: {1}{2, 1} and {1, 2}{1} both cost 1 + 27; the first-index rule
     # of the programme puts the larger cluster last.
