@@ -4,7 +4,9 @@ The clustering is the optimal least-squares partition of sorted values into cont
 (the problem solved by Ckmeans.1d.dp, Wang & Song, R Journal 2011), computed by dynamic
 programming with the divide-and-conquer speed-up that the monotone split points of 1-D
 k-means allow. It is deterministic, needs no initialisation and treats equal values as one
-weighted point, so the ties that flat landscapes produce cost nothing and never split.
+weighted point, so the ties that flat landscapes produce cost nothing and never split. On
+ranks (the default split's input) the same optimum is found in integers, and mostly in
+closed form, by :func:`rank_clusters`.
 
 scikit-learn's ``KMeans`` is not used on the sampler's hot path: one fit costs tens of
 milliseconds, it is a local (Lloyd) optimum that depends on its seed, and it warns whenever
@@ -157,7 +159,9 @@ def rank_clusters(counts: np.ndarray, k: int) -> np.ndarray:
 
     if n_groups <= _DENSE_MAX_POINTS:
         sizes = np.subtract.outer(ends, ends)
-        cost_matrix = np.power(sizes, 3, out=sizes)
+        # Two products, not np.power, which is ten times slower here.
+        cost_matrix = sizes * sizes
+        cost_matrix *= sizes
         starts = _dense_cluster_starts(_no_cluster_above_diagonal(cost_matrix), k)
     else:
         starts = _divide_and_conquer_starts(cost, n_groups, k)
@@ -201,6 +205,8 @@ def _level_labels_between_ties(ends: np.ndarray, k: int) -> np.ndarray | None:
     for m in range(1, k + 1):
         last = reachable[-1]
         reachable.append((last | last << 1) & allowed[m])
+        if not reachable[m]:
+            return None
     if not reachable[k] >> n_larger & 1:
         return None
     cluster_ends = np.empty(k, dtype=np.intp)
