@@ -182,41 +182,80 @@ def _level_cluster_labels(n: int, k: int) -> np.ndarray:
 
 
 def _level_labels_between_ties(ends: np.ndarray, k: int) -> np.ndarray | None:
-    """Labels of the tie groups ending at ranks ``ends[1:]`` (``ends[0] == 0``) in ``k``
-    level clusters, the larger ones as far back as they can go; None when every level
-    partition splits a tie group.
+    """Labels of the tie groups ending at ranks ``ends[1:]`` (``ends[0] == 0``) in the ``k``
+    clusters of the least sum of cubed sizes, when that optimum is level; None otherwise.
 
-    A level partition of ``n`` ranks has ``n % k`` clusters of ``n // k + 1`` and the rest of
-    ``n // k``; after ``m`` clusters, ``j`` of them larger, it has covered ``m * (n // k) + j``
-    ranks, which must be the end of a tie group. Which (m, j) can be reached from (0, 0)
-    through such cuts is one bit set per m (a Python integer, bit j); walking back from
-    (k, n % k), each cluster is the larger one whenever that still leads back to (0, 0),
-    which is the choice of the dynamic programme's first-index rule.
+    Level: each tie group too large for a level cluster is a cluster of its own, and the other
+    ranks form level clusters (``n_level % k_level`` of ``n_level // k_level + 1`` ranks, the
+    rest one smaller). No partition costs less (a rank more in a lone group's cluster costs
+    more than it saves in a level one), so when such clusters can be cut between the tie
+    groups, they are the optimum. On the ranks without the lone groups, after ``m`` level
+    clusters, ``j`` of them larger, ``m * size + j`` ranks are covered: that must be a tie
+    group's end, and no cluster may step over a lone group. Which (m, j) can be reached from
+    (0, 0) is one bit set per m (a Python integer, bit j); walking back from
+    (k_level, n_level % k_level), each cluster is the larger one whenever that still leads
+    back to (0, 0), which is the choice of the dynamic programme's first-index rule.
     """
+    counts = np.diff(ends)
     n = int(ends[-1])
-    size, n_larger = divmod(n, k)
-    is_end = np.zeros(n + 1, dtype=bool)
-    is_end[ends] = True
-    covered = np.arange(k + 1)[:, None] * size + np.arange(n_larger + 1)
-    # allowed[m]: bit j is set when m clusters, j of them larger, end at a tie group's end.
-    rows = np.packbits(is_end[covered], axis=1, bitorder="little")
-    allowed = [int.from_bytes(row.tobytes(), "little") for row in rows]
-    reachable = [1]
-    for m in range(1, k + 1):
-        last = reachable[-1]
-        reachable.append((last | last << 1) & allowed[m])
-        if not reachable[m]:
+    alone = np.zeros(counts.size, dtype=bool)
+    while True:  # Groups left alone make the level size smaller: more may be too large.
+        n_level = n - int(counts[alone].sum())
+        k_level = k - int(np.count_nonzero(alone))
+        if k_level < 1 or n_level < k_level:
             return None
-    if not reachable[k] >> n_larger & 1:
+        size, n_larger = divmod(n_level, k_level)
+        too_large = counts > size + 1
+        if np.array_equal(too_large, alone):
+            break
+        alone = too_large
+    lone = np.flatnonzero(alone)
+    # The ranks without the lone groups, where each lone group is a point.
+    squeezed = ends - np.concatenate(([0], np.cumsum(counts * alone)))
+    is_end = np.zeros(n_level + 1, dtype=bool)
+    is_end[squeezed] = True
+    covered = np.arange(1, k_level + 1)[:, None] * size + np.arange(n_larger + 1)
+    allowed = _bit_rows(is_end[covered])
+    # small[m - 1] / large[m - 1], bit j: the m-th cluster, ending at (m, j), is small / large
+    # without stepping over a lone point (all bits: none to step over).
+    small = large = [-1] * k_level
+    if lone.size:
+        points = np.zeros(n_level + 1, dtype=np.intp)
+        points[squeezed[lone]] = 1
+        points_up_to = np.cumsum(points)
+        inside = points_up_to[covered - 1]
+        small = _bit_rows(inside == points_up_to[covered - size])
+        large = _bit_rows(inside == points_up_to[np.maximum(covered - size - 1, 0)])
+    reachable = [1]
+    for m in range(k_level):
+        last = reachable[-1]
+        now = allowed[m] & ((last & small[m]) | ((last << 1) & large[m]))
+        if not now:
+            return None
+        reachable.append(now)
+    if not reachable[k_level] >> n_larger & 1:
         return None
-    cluster_ends = np.empty(k, dtype=np.intp)
+    cuts = np.empty(k_level - 1, dtype=np.intp)
     j = n_larger
-    for m in range(k, 0, -1):
-        cluster_ends[m - 1] = m * size + j
-        if j and reachable[m - 1] >> (j - 1) & 1:
+    for m in range(k_level, 1, -1):
+        if j and reachable[m - 1] >> (j - 1) & 1 and large[m - 1] >> j & 1:
             j -= 1
-    # A group's cluster: how many cluster ends lie at or before its first rank.
-    return np.searchsorted(cluster_ends, ends[:-1], side="right")
+        cuts[m - 2] = (m - 1) * size + j
+    if lone.size:
+        # Back to ranks: a cut at a lone point is that group's start and end.
+        at_point = points[cuts] > 0
+        bounds = np.concatenate((ends[lone], ends[lone + 1]))
+        cuts = np.union1d(
+            ends[np.searchsorted(squeezed, cuts[~at_point])], bounds[(bounds > 0) & (bounds < n)]
+        )
+    # A group's cluster: how many cuts lie at or before its first rank.
+    return np.searchsorted(cuts, ends[:-1], side="right")
+
+
+def _bit_rows(mask: np.ndarray) -> list[int]:
+    """Each row of a boolean matrix as a Python integer, column j at bit j."""
+    rows = np.packbits(mask, axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in rows]
 
 
 def _labels_of_starts(starts: np.ndarray, n: int) -> np.ndarray:

@@ -164,17 +164,19 @@ def test_rank_clusters_without_ties_are_level_with_the_larger_clusters_last(n: i
         assert _cubed_sizes(counts, labels) == optima[k - 1]
 
 
+@pytest.mark.parametrize("largest_tie", [2, 4, 7])
 @pytest.mark.parametrize("tie_share", [0.02, 0.1, 0.3, 0.6])
 def test_level_clusters_between_ties_are_the_programmes_clusters(
-    tie_share: float, monkeypatch: pytest.MonkeyPatch
+    tie_share: float, largest_tie: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Where a level partition avoids every tie group, it is the programme's answer, label for
-    # label; where none does, the shortcut says so.
-    rng = np.random.default_rng(int(tie_share * 100))
+    # Where the shortcut finds level clusters between the ties (with groups too large for a
+    # level cluster alone), they are the programme's answer, label for label.
+    rng = np.random.default_rng(int(tie_share * 100) + largest_tie)
     cases = []
     for _ in range(150):
         n = int(rng.integers(3, 120))
-        counts = np.where(rng.random(n) < tie_share, rng.integers(2, 4, size=n), 1)
+        ties = rng.integers(2, largest_tie + 1, size=n)
+        counts = np.where(rng.random(n) < tie_share, ties, 1)
         cases.append((counts, int(rng.integers(2, n))))
     fast = [rank_clusters(counts, k) for counts, k in cases]
     shortcut = [
@@ -185,8 +187,19 @@ def test_level_clusters_between_ties_are_the_programmes_clusters(
     for (counts, k), labels, level in zip(cases, fast, shortcut):
         programme = rank_clusters(counts, k)
         assert labels.tolist() == programme.tolist()
-        sizes = np.bincount(np.repeat(programme, counts))
-        assert (level is not None) == (sizes.max() - sizes.min() <= 1)
+        if level is not None:
+            assert level.tolist() == programme.tolist()
+    # The cases exercise the shortcut (and the programme, where it finds nothing).
+    assert any(level is not None for level in shortcut)
+
+
+def test_level_clusters_leave_a_group_too_large_alone() -> None:
+    # 12 ranks in 4 clusters would be 3 each, but a tie of 5 cannot be cut: it is a cluster
+    # of its own and the other 7 ranks form 3 level clusters (2, 2, 3; larger last).
+    counts = np.array([1, 1, 1, 1, 5, 1, 1, 1])
+    labels = kmeans1d_module._level_labels_between_ties(np.append(0, np.cumsum(counts)), 4)
+    assert labels is not None
+    assert labels.tolist() == [0, 0, 1, 1, 2, 3, 3, 3]
 
 
 def test_rank_clusters_break_ties_between_partitions_like_the_programme() -> None:

@@ -41,6 +41,12 @@ def test_sampler_overhead_benchmark() -> None:
     assert len(rows) == 4 and all("ratio" not in row for row in rows)
 
 
+def test_rank_clusters_benchmark() -> None:
+    out = _run("benchmarks/bench_rank_clusters.py", "--number", "1", "--repeat", "1")
+    rows = [line for line in out.splitlines() if line.startswith("| 1") or line.startswith("| 2")]
+    assert len(rows) == 12 and all(row.count(" ms |") == 2 for row in rows)
+
+
 def test_distinct_configurations_benchmark() -> None:
     out = _run(
         "benchmarks/distinct_configurations.py", "--seeds", "1", "--startup", "5", "--trials", "15"
