@@ -104,11 +104,9 @@ def kmeans_1d_weighted(points: np.ndarray, weights: np.ndarray, k: int) -> np.nd
         array([0, 0, 1, 2])
     """
     n = points.size
-    k = min(k, n)
-    if k == 1:
-        return np.zeros(n, dtype=int)
-    if k == n:
-        return np.arange(n)
+    trivial = _labels_without_choice(n, k)
+    if trivial is not None:
+        return trivial
     return _labels_of_starts(_optimal_cluster_starts(points, weights, k), n)
 
 
@@ -123,7 +121,8 @@ def rank_clusters(counts: np.ndarray, k: int) -> np.ndarray:
     optimum minimises the sum of cubed cluster sizes, an integer. That sum is least when the
     sizes are level (``n // k`` and ``n // k + 1``): without ties that is the answer, and with
     a few ties it usually still is, when the cuts between level clusters can avoid splitting
-    a tie group (:func:`_level_labels_between_ties` finds such cuts). Otherwise the same
+    a tie group, any group too large for a level cluster being a cluster of its own
+    (:func:`_level_labels_between_ties` finds such cuts). Otherwise the same
     dynamic programme as :func:`kmeans_1d_weighted` runs on the integer costs. Of equally
     good partitions the one with the larger clusters last is returned, as the programme's
     first-index rule gives in exact arithmetic.
@@ -136,11 +135,9 @@ def rank_clusters(counts: np.ndarray, k: int) -> np.ndarray:
     """
     counts = np.asarray(counts)
     n_groups = counts.size
-    k = min(k, n_groups)
-    if k == 1:
-        return np.zeros(n_groups, dtype=int)
-    if k == n_groups:
-        return np.arange(n_groups)
+    trivial = _labels_without_choice(n_groups, k)
+    if trivial is not None:
+        return trivial
     ends = np.zeros(n_groups + 1)
     np.cumsum(counts, out=ends[1:])
     n = int(ends[-1])
@@ -166,6 +163,16 @@ def rank_clusters(counts: np.ndarray, k: int) -> np.ndarray:
     else:
         starts = _divide_and_conquer_starts(cost, n_groups, k)
     return _labels_of_starts(starts, n_groups)
+
+
+def _labels_without_choice(n: int, k: int) -> np.ndarray | None:
+    """The labels of ``n`` points in ``k`` clusters where there is nothing to choose (one
+    cluster, or at least as many clusters as points); None otherwise."""
+    if k <= 1:
+        return np.zeros(n, dtype=int)
+    if k >= n:
+        return np.arange(n)
+    return None
 
 
 def _level_cluster_labels(n: int, k: int) -> np.ndarray:
