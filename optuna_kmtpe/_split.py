@@ -163,32 +163,6 @@ def _rank_dead_zone_masks(
     return is_below, is_above
 
 
-def distinct_average_ranks(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(average rank of each distinct score, ascending; its count; index of each score's).
-
-    ``ranks[inverse]`` are the 1-based ranks of ``scores`` with ties sharing the mean of
-    their ranks, as ``scipy.stats.rankdata`` gives them (written out: importing
-    ``scipy.stats`` takes seconds, too long for a sampler's first proposal).
-
-    Example:
-        >>> ranks, counts, inverse = distinct_average_ranks(np.array([5.0, 1.0, 5.0, -np.inf]))
-        >>> ranks[inverse].tolist(), counts.tolist()
-        ([3.5, 2.0, 3.5, 1.0], [1, 1, 2])
-    """
-    order = np.argsort(scores, kind="stable")
-    ranks, counts = _sorted_average_ranks(scores[order])
-    inverse = np.empty(scores.size, dtype=np.intp)
-    inverse[order] = np.repeat(np.arange(counts.size), counts)
-    return ranks, counts, inverse
-
-
-def _sorted_average_ranks(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(average rank of each distinct value, its count) of values sorted in ascending order."""
-    counts = _tie_counts(ordered)
-    # The last rank of each distinct value, less half the others that share it.
-    return np.cumsum(counts) - (counts - 1) / 2.0, counts
-
-
 def _tie_counts(ordered: np.ndarray) -> np.ndarray:
     """How many of the values, sorted in ascending order, share each distinct value."""
     is_first = np.empty(ordered.size, dtype=bool)

@@ -16,7 +16,9 @@ from optuna.trial import TrialState
 import pytest
 import scipy.stats
 
-from optuna_kmtpe._split import distinct_average_ranks
+from optuna_kmtpe._kmeans1d import kmeans_1d
+from optuna_kmtpe._kmeans1d import rank_clusters
+from optuna_kmtpe._split import _tie_counts
 from optuna_kmtpe._split import split_trials_dead_zone
 from optuna_kmtpe._split import split_trials_kmeans
 from optuna_kmtpe._split import split_trials_rank_dead_zone
@@ -295,10 +297,24 @@ def test_rank_dead_zone_running_pruned_and_infeasible_trials_join_g() -> None:
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_average_ranks_are_scipys(seed: int) -> None:
+def test_rank_clusters_are_the_k_means_of_scipys_ranks(seed: int) -> None:
+    # The split clusters the tie groups of the sorted scores; that is an optimal k-means of
+    # the average ranks as scipy.stats.rankdata gives them (infinite scores included).
     rng = np.random.default_rng(seed)
     scores = np.round(rng.standard_normal(40), 1)
     scores[:3] = [np.inf, -np.inf, np.inf]
-    ranks, counts, inverse = distinct_average_ranks(scores)
-    np.testing.assert_array_equal(ranks[inverse], scipy.stats.rankdata(scores))
+    order = np.argsort(scores, kind="stable")
+    counts = _tie_counts(scores[order])
+    labels = np.empty(scores.size, dtype=int)
+    labels[order] = np.repeat(rank_clusters(counts, 6), counts)
+    ranks = scipy.stats.rankdata(scores)
     assert counts.sum() == scores.size
+    assert _sum_of_squares(ranks, labels) == pytest.approx(
+        _sum_of_squares(ranks, kmeans_1d(ranks, 6))
+    )
+
+
+def _sum_of_squares(values: np.ndarray, labels: np.ndarray) -> float:
+    return float(
+        sum(((values[labels == c] - values[labels == c].mean()) ** 2).sum() for c in set(labels))
+    )
